@@ -1,0 +1,159 @@
+# Asya in C - top-level build.  `make help` lists the targets.
+
+VERSION    := 0.1.0
+PREFIX     ?= /usr/local
+BUILD      ?= build
+CC         ?= cc
+CXX        ?= c++
+PYTHON     ?= python3
+
+OPT        ?= -O2 -g
+SAN        ?=
+WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+              -Wformat=2 -Wvla -Wno-format-nonliteral
+CPPFLAGS   += -Iinclude -Isrc/common -D_GNU_SOURCE -DASYA_BUILD_VERSION='"$(VERSION)"'
+CFLAGS     := -std=c11 $(WARN) $(OPT) $(SAN) -MMD -MP $(EXTRA_CFLAGS)
+LDFLAGS    += $(SAN)
+HANDLER_CFLAGS := -fPIC -fvisibility=hidden
+
+LIBS_COMMON  := -ljansson
+LIBS_RUNTIME := -ljansson -lev -ldl
+LIBS_SIDECAR := -lrabbitmq -ljansson -lev -lm
+
+COMMON_SRC   := $(wildcard src/common/*.c)
+RUNTIME_SRC  := $(filter-out src/runtime/main.c,$(wildcard src/runtime/*.c))
+SIDECAR_SRC  := $(filter-out src/sidecar/main.c,$(wildcard src/sidecar/*.c))
+COMMON_OBJ   := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
+SIDECAR_OBJ  := $(SIDECAR_SRC:%.c=$(BUILD)/obj/%.o)
+
+LIB_COMMON   := $(BUILD)/lib/libasyacommon.a
+LIB_RUNTIME  := $(BUILD)/lib/libasyaruntime.a
+LIB_SIDECAR  := $(BUILD)/lib/libasyasidecar.a
+
+RUNTIME_BIN  := $(BUILD)/bin/asya-runtime
+SIDECAR_BIN  := $(BUILD)/bin/asya-sidecar
+
+# Seed-scenario handlers: every .c under the suite's handlers/ makes one library.
+SEED_HANDLER_SRC := $(wildcard tests/integration/sidecar-vs-runtime/handlers/*.c)
+SEED_HANDLERS    := $(BUILD)/lib/asya/test_handlers.so
+# Example handlers for newcomers: handlers/<name>.c -> build/lib/asya/<name>.so
+EXAMPLE_SRC      := $(wildcard handlers/*.c)
+EXAMPLE_HANDLERS := $(EXAMPLE_SRC:handlers/%.c=$(BUILD)/lib/asya/%.so)
+# Fixture libraries for the runtime tests (bad ABI stamp, no stamp, crashers).
+FIXTURE_SRC      := $(wildcard tests/runtime/fixtures/*.c)
+FIXTURES         := $(FIXTURE_SRC:tests/runtime/fixtures/%.c=$(BUILD)/lib/asya-test/%.so)
+
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all help test test-unit test-runtime test-sidecar test-integration-sidecar asan \
+        test-asan valgrind install clean format
+
+all: $(RUNTIME_BIN) $(SIDECAR_BIN) $(SEED_HANDLERS) $(EXAMPLE_HANDLERS) $(FIXTURES) $(UNIT_BINS)
+
+help:
+	@echo "make                          build everything into $(BUILD)/"
+	@echo "make test                     unit, runtime, sidecar, seed-suite and sanitizer tests"
+	@echo "make test-unit                cmocka unit tests"
+	@echo "make test-runtime             asya-runtime against real handler libraries"
+	@echo "make test-sidecar             asya-sidecar against a private RabbitMQ"
+	@echo "make test-integration-sidecar the seed suite: 13 scenarios on a private RabbitMQ"
+	@echo "make asan / test-asan         ASan+UBSan build in build/asan and its tests"
+	@echo "make valgrind                 unit tests under valgrind memcheck"
+	@echo "make install PREFIX=/usr/local"
+
+# ---- objects and libraries ------------------------------------------------
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(LIB_COMMON): $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIB_RUNTIME): $(RUNTIME_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIB_SIDECAR): $(SIDECAR_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(RUNTIME_BIN): $(BUILD)/obj/src/runtime/main.o $(LIB_RUNTIME) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_RUNTIME)
+
+$(SIDECAR_BIN): $(BUILD)/obj/src/sidecar/main.o $(LIB_SIDECAR) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_SIDECAR)
+
+# ---- handler libraries ----------------------------------------------------
+
+$(SEED_HANDLERS): $(SEED_HANDLER_SRC) include/asya/asya.h include/asya/asya_json.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(HANDLER_CFLAGS) -shared -o $@ $(SEED_HANDLER_SRC) -ljansson
+
+$(BUILD)/lib/asya/%.so: handlers/%.c include/asya/asya.h include/asya/asya_json.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(HANDLER_CFLAGS) -shared -o $@ $< -ljansson
+
+$(BUILD)/lib/asya-test/%.so: tests/runtime/fixtures/%.c include/asya/asya.h include/asya/asya_json.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(HANDLER_CFLAGS) -shared -o $@ $< -ljansson
+
+# ---- tests ----------------------------------------------------------------
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_SIDECAR) $(LIB_RUNTIME) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Isrc/sidecar -Isrc/runtime $(CFLAGS) $(LDFLAGS) -o $@ $< \
+	    $(LIB_SIDECAR) $(LIB_RUNTIME) $(LIB_COMMON) -lcmocka $(LIBS_SIDECAR) -ldl
+
+test-unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+test-runtime: all
+	ASYA_BUILD_DIR=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/runtime
+
+test-sidecar: all
+	ASYA_BUILD_DIR=$(abspath $(BUILD)) tests/sidecar/run.sh
+
+test-integration-sidecar: all
+	ASYA_BUILD_DIR=$(abspath $(BUILD)) tests/integration/sidecar-vs-runtime/run.sh
+
+asan:
+	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
+
+# The sanitizer build's tests: unit and runtime tests, then the seed suite.
+test-asan: asan
+	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	    test-unit test-runtime test-integration-sidecar
+
+valgrind: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== valgrind $$t"; \
+	    valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	        --error-exitcode=1 $$t; done
+
+test: all test-unit test-runtime test-sidecar test-integration-sidecar test-asan valgrind
+
+# ---- install --------------------------------------------------------------
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/asya \
+	    $(DESTDIR)$(PREFIX)/lib/asya $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 0755 $(RUNTIME_BIN) $(SIDECAR_BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 include/asya/*.h $(DESTDIR)$(PREFIX)/include/asya/
+	install -m 0755 $(EXAMPLE_HANDLERS) $(DESTDIR)$(PREFIX)/lib/asya/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' asya-handler.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/asya-handler.pc
+
+clean:
+	rm -rf build
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,59 @@
+/*
+ * protocol.h - the runtime's answers, built by asya-runtime and read by
+ * asya-sidecar.  One response frame holds a JSON array:
+ *   results: [{"payload": ..., "route": {...}}, ...]   ([] = no result)
+ *   error:   [{"error": "<code>", "details": {"message", "type", "traceback"}}]
+ */
+#ifndef ASYA_PROTOCOL_H
+#define ASYA_PROTOCOL_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Error codes of the reference protocol. */
+#define PROTO_PROCESSING_ERROR "processing_error"
+#define PROTO_PARSING_ERROR    "msg_parsing_error"
+#define PROTO_CONNECTION_ERROR "connection_error"
+#define PROTO_OOM_ERROR        "oom_error"
+#define PROTO_CUDA_OOM_ERROR   "cuda_oom_error"
+#define PROTO_TIMEOUT_ERROR    "timeout_error"
+
+/* Build an error answer as a JSON value (new reference, NULL on OOM).
+ * message, type and traceback may be NULL (then "" for message and type,
+ * and traceback is omitted). */
+json_t *protocol_error_json(const char *code, const char *message, const char *type,
+                            const char *traceback);
+
+/* The same, serialised into a malloc'd string; *len gets its length. */
+char *protocol_error_text(const char *code, const char *message, const char *type,
+                          const char *traceback, size_t *len);
+
+enum response_kind {
+    RESPONSE_RESULTS = 0, /* one or more results */
+    RESPONSE_EMPTY = 1,   /* [] or null: no result */
+    RESPONSE_ERROR = 2,   /* an error object */
+};
+
+struct runtime_response {
+    enum response_kind kind;
+    json_t *root;      /* owned */
+    json_t *results;   /* borrowed: array of objects (RESPONSE_RESULTS) */
+    const char *error; /* borrowed: error code (RESPONSE_ERROR) */
+    json_t *details;   /* borrowed: details object (RESPONSE_ERROR), may be NULL */
+};
+
+/*
+ * Parse a runtime's answer.  Accepts an array of result objects, [] or null,
+ * an array whose single element carries "error", and, leniently, a bare
+ * object of either kind.  Returns 0 and fills out (release with
+ * protocol_response_free), or -EINVAL with a reason in err: not JSON, a
+ * scalar, a result that is not an object or lacks "payload", a non-string
+ * error code.
+ */
+int protocol_parse_response(const char *data, size_t len, struct runtime_response *out, char *err,
+                            size_t errlen) __attribute__((warn_unused_result));
+
+/* Release out->root and clear out.  NULL is fine. */
+void protocol_response_free(struct runtime_response *out);
+
+#endif /* ASYA_PROTOCOL_H */
