@@ -22,7 +22,8 @@
 # Environment knobs:
 #   BROKER_DIST_PORT   Erlang distribution port (default amqp_port + 20000)
 #   BROKER_EPMD_PORT   epmd port (default amqp_port + 21000)
-#   BROKER_DEFINITIONS definitions file to load at boot (same as the 5th arg)
+#   BROKER_DEFINITIONS definitions file to load at boot (same as the 4th argument)
+#   BROKER_EXTRA_CONF  a rabbitmq.conf fragment appended to the generated config
 #   BROKER_WAIT_SECS   readiness timeout (default 60)
 
 RABBITMQ_LIBEXEC=${RABBITMQ_LIBEXEC:-/usr/lib/rabbitmq/bin}
@@ -112,6 +113,9 @@ broker_start()
         echo "log.file.level = info"
         echo "log.console = false"
     } >"$dir/rabbitmq.conf"
+    if [ -n "${BROKER_EXTRA_CONF:-}" ]; then
+        { echo "# ---- from $BROKER_EXTRA_CONF"; cat "$BROKER_EXTRA_CONF"; } >>"$dir/rabbitmq.conf" || return 1
+    fi
     if [ -n "$defs" ]; then
         cp "$defs" "$dir/definitions.json"
         echo "management.load_definitions = $dir/definitions.json" >>"$dir/rabbitmq.conf"
