@@ -25,8 +25,9 @@ static const char *json_type_name(const json_t *v)
     case JSON_STRING:
         return "string";
     case JSON_INTEGER:
+        return "integer";
     case JSON_REAL:
-        return "number";
+        return "real number";
     case JSON_TRUE:
     case JSON_FALSE:
         return "boolean";
@@ -60,15 +61,19 @@ int envelope_from_json(json_t *root, int flags, struct envelope *env, char *err,
     if (!actors)
         return fail(err, errlen, "route has no %s (or steps) field", "actors");
     if (!json_is_array(actors))
-        return fail(err, errlen, "route.actors must be an array, got %s", json_type_name(actors));
+        return fail(err, errlen, "route.%s must be an array, got %s", key, json_type_name(actors));
     size_t count = json_array_size(actors);
     for (size_t i = 0; i < count; i++) {
         json_t *a = json_array_get(actors, i);
-        if (!json_is_string(a) || json_string_length(a) == 0) {
-            snprintf(err, errlen, "route.%s[%zu] must be a non-empty string", key, i);
-            return -EINVAL;
-        }
+        if (!json_is_string(a) || json_string_length(a) == 0)
+            return fail(err, errlen, "route.%s[%zu] must be a non-empty string, got %s", key, i,
+                        json_is_string(a) ? "an empty string" : json_type_name(a));
+        /* An escaped NUL ("a\u0000b") would silently truncate the queue name. */
+        if (strlen(json_string_value(a)) != json_string_length(a))
+            return fail(err, errlen, "route.%s[%zu] must not contain a NUL character", key, i);
     }
+    if (count == 0 && !(flags & ENVELOPE_ALLOW_FINISHED))
+        return fail(err, errlen, "route.%s is empty", key);
 
     json_t *cur = json_object_get(route, "current");
     if (!cur)
@@ -87,6 +92,8 @@ int envelope_from_json(json_t *root, int flags, struct envelope *env, char *err,
     json_t *id = json_object_get(root, "id");
     if (id && !json_is_string(id) && !json_is_null(id))
         return fail(err, errlen, "id must be a string, got %s", json_type_name(id));
+    if (json_is_string(id) && strlen(json_string_value(id)) != json_string_length(id))
+        return fail(err, errlen, "id must not contain a NUL character");
     json_t *parent = json_object_get(root, "parent_id");
     if (parent && !json_is_string(parent) && !json_is_null(parent))
         return fail(err, errlen, "parent_id must be a string, got %s", json_type_name(parent));
@@ -109,8 +116,14 @@ int envelope_parse(const char *data, size_t len, int flags, struct envelope *env
 {
     memset(env, 0, sizeof *env);
     json_error_t jerr;
-    json_t *root = json_loadb(data, len, JSON_DECODE_ANY, &jerr);
+    /* JSON_ALLOW_NUL: "\u0000" inside a payload string is valid JSON (Go and
+     * Python accept it); names that become C strings are checked above. */
+    json_t *root = json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (!root) {
+        /* jansson quotes the input near the error: keep the message printable ASCII. */
+        for (char *q = jerr.text; *q; q++)
+            if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f)
+                *q = '?';
         snprintf(err, errlen, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
                  jerr.text);
         return -EINVAL;
