@@ -1,0 +1,542 @@
+#include "broker.h"
+
+#include <amqp.h>
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define CH_MAIN    1 /* consume + publish, confirm mode */
+#define CH_DECLARE 2 /* declares; a failure closes only this channel */
+
+struct broker {
+    struct broker_options opt; /* strings borrowed */
+    struct broker_events ev;
+    void *ctx;
+    char *url_copy; /* amqp_parse_url points into it */
+    struct amqp_connection_info ci;
+    amqp_connection_state_t conn;
+    bool connected;
+    bool broken; /* set on any I/O failure; the caller disconnects */
+    bool consuming;
+    uint64_t next_seq;
+    char consumer_tag[256];
+    char **declared; /* queues declared on this connection */
+    size_t ndeclared;
+};
+
+struct broker *broker_new(const struct broker_options *opt, const struct broker_events *ev,
+                          void *ctx)
+{
+    struct broker *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->opt = *opt;
+    b->ev = *ev;
+    b->ctx = ctx;
+    return b;
+}
+
+static void forget_all(struct broker *b)
+{
+    for (size_t i = 0; i < b->ndeclared; i++)
+        free(b->declared[i]);
+    free(b->declared);
+    b->declared = NULL;
+    b->ndeclared = 0;
+}
+
+void broker_disconnect(struct broker *b)
+{
+    if (b->conn) {
+        if (b->connected && !b->broken) {
+            amqp_channel_close(b->conn, CH_MAIN, AMQP_REPLY_SUCCESS);
+            amqp_connection_close(b->conn, AMQP_REPLY_SUCCESS);
+        }
+        amqp_destroy_connection(b->conn);
+    }
+    b->conn = NULL;
+    b->connected = false;
+    b->broken = false;
+    b->consuming = false;
+    b->next_seq = 0;
+    forget_all(b);
+    free(b->url_copy);
+    b->url_copy = NULL;
+}
+
+void broker_free(struct broker *b)
+{
+    if (!b)
+        return;
+    broker_disconnect(b);
+    free(b);
+}
+
+bool broker_connected(const struct broker *b)
+{
+    return b->connected && !b->broken;
+}
+
+bool broker_consuming(const struct broker *b)
+{
+    return broker_connected(b) && b->consuming;
+}
+
+int broker_fd(const struct broker *b)
+{
+    return b->conn ? amqp_get_sockfd(b->conn) : -1;
+}
+
+bool broker_pending(const struct broker *b)
+{
+    return broker_connected(b) && (amqp_frames_enqueued(b->conn) || amqp_data_in_buffer(b->conn));
+}
+
+/* Describe an RPC reply; returns 0 when it is normal.  Connection-level
+ * failures mark the broker broken. */
+static int reply_check(struct broker *b, amqp_rpc_reply_t r, const char *what, char *err,
+                       size_t errlen)
+{
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        return 0;
+    case AMQP_RESPONSE_NONE:
+        snprintf(err, errlen, "%s: no reply", what);
+        break;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        snprintf(err, errlen, "%s: %s", what, amqp_error_string2(r.library_error));
+        break;
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            amqp_connection_close_t *m = r.reply.decoded;
+            snprintf(err, errlen, "%s: broker closed the connection: %u %.*s", what, m->reply_code,
+                     (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            amqp_channel_close_t *m = r.reply.decoded;
+            snprintf(err, errlen, "%s: broker closed the channel: %u %.*s", what, m->reply_code,
+                     (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+        } else {
+            snprintf(err, errlen, "%s: unexpected server reply 0x%08x", what, r.reply.id);
+        }
+        break;
+    }
+    b->broken = true;
+    return -1;
+}
+
+static amqp_table_t queue_args(const struct broker *b, amqp_table_entry_t *entry)
+{
+    amqp_table_t t = {0, NULL};
+    if (b->opt.quorum) {
+        entry->key = amqp_cstring_bytes("x-queue-type");
+        entry->value.kind = AMQP_FIELD_KIND_UTF8;
+        entry->value.value.bytes = amqp_cstring_bytes("quorum");
+        t.num_entries = 1;
+        t.entries = entry;
+    }
+    return t;
+}
+
+/*
+ * Declare queue durable and bind it (routing key = its name) on the declare
+ * channel.  A queue that already exists with other arguments (e.g. another
+ * type) is fine: the broker closes the declare channel, we reopen it and only
+ * bind.  Returns 0, or -1 when the connection is lost.
+ */
+static int declare_and_bind(struct broker *b, const char *queue, char *err, size_t errlen)
+{
+    amqp_table_entry_t entry;
+    amqp_queue_declare(b->conn, CH_DECLARE, amqp_cstring_bytes(queue), 0, 1, 0, 0,
+                       queue_args(b, &entry));
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(b->conn);
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        amqp_channel_close_ok_t ok = {0};
+        if (amqp_send_method(b->conn, CH_DECLARE, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok) != 0) {
+            b->broken = true;
+            snprintf(err, errlen, "declare %s: cannot acknowledge channel close", queue);
+            return -1;
+        }
+        amqp_channel_open(b->conn, CH_DECLARE);
+        if (reply_check(b, amqp_get_rpc_reply(b->conn), "reopen declare channel", err, errlen))
+            return -1;
+    } else if (reply_check(b, r, "queue.declare", err, errlen)) {
+        return -1;
+    }
+    amqp_queue_bind(b->conn, CH_DECLARE, amqp_cstring_bytes(queue),
+                    amqp_cstring_bytes(b->opt.exchange), amqp_cstring_bytes(queue),
+                    amqp_empty_table);
+    return reply_check(b, amqp_get_rpc_reply(b->conn), "queue.bind", err, errlen);
+}
+
+static bool is_declared(const struct broker *b, const char *queue)
+{
+    for (size_t i = 0; i < b->ndeclared; i++)
+        if (strcmp(b->declared[i], queue) == 0)
+            return true;
+    return false;
+}
+
+static int ensure_queue(struct broker *b, const char *queue, char *err, size_t errlen)
+{
+    if (is_declared(b, queue))
+        return 0;
+    if (declare_and_bind(b, queue, err, errlen))
+        return -1;
+    char **d = realloc(b->declared, (b->ndeclared + 1) * sizeof *d);
+    char *copy = strdup(queue);
+    if (!d || !copy) {
+        free(copy);
+        if (d)
+            b->declared = d;
+        return 0; /* only the cache is lost: the next publish declares again */
+    }
+    b->declared = d;
+    b->declared[b->ndeclared++] = copy;
+    return 0;
+}
+
+void broker_forget_queue(struct broker *b, const char *queue)
+{
+    for (size_t i = 0; i < b->ndeclared; i++) {
+        if (strcmp(b->declared[i], queue) == 0) {
+            free(b->declared[i]);
+            b->declared[i] = b->declared[--b->ndeclared];
+            return;
+        }
+    }
+}
+
+static int open_socket(struct broker *b, char *err, size_t errlen)
+{
+    amqp_socket_t *sock;
+    if (b->ci.ssl) {
+        sock = amqp_ssl_socket_new(b->conn);
+        if (!sock) {
+            snprintf(err, errlen, "cannot create TLS socket");
+            return -1;
+        }
+        amqp_ssl_socket_set_verify_peer(sock, b->opt.tls_verify);
+        amqp_ssl_socket_set_verify_hostname(sock, b->opt.tls_verify);
+        const char *ca = b->opt.cacert;
+        if (!ca && access("/etc/ssl/certs/ca-certificates.crt", R_OK) == 0)
+            ca = "/etc/ssl/certs/ca-certificates.crt";
+        if (ca && amqp_ssl_socket_set_cacert(sock, ca) != AMQP_STATUS_OK) {
+            snprintf(err, errlen, "cannot load CA certificates from %s", ca);
+            return -1;
+        }
+    } else {
+        sock = amqp_tcp_socket_new(b->conn);
+        if (!sock) {
+            snprintf(err, errlen, "cannot create TCP socket");
+            return -1;
+        }
+    }
+    struct timeval tv = {10, 0};
+    int rc = amqp_socket_open_noblock(sock, b->ci.host, b->ci.port, &tv);
+    if (rc != AMQP_STATUS_OK) {
+        snprintf(err, errlen, "connect %s:%d: %s", b->ci.host, b->ci.port,
+                 amqp_error_string2(rc));
+        return -1;
+    }
+    return 0;
+}
+
+int broker_connect(struct broker *b, char *err, size_t errlen)
+{
+    broker_disconnect(b);
+    b->url_copy = strdup(b->opt.url);
+    if (!b->url_copy) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    amqp_default_connection_info(&b->ci);
+    if (amqp_parse_url(b->url_copy, &b->ci) != AMQP_STATUS_OK) {
+        snprintf(err, errlen, "ASYA_RABBITMQ_URL cannot be parsed");
+        goto fail;
+    }
+    b->conn = amqp_new_connection();
+    if (!b->conn) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    struct timeval rpc_timeout = {30, 0};
+    amqp_set_rpc_timeout(b->conn, &rpc_timeout);
+    if (open_socket(b, err, errlen))
+        goto fail;
+    amqp_rpc_reply_t r = amqp_login(b->conn, b->ci.vhost, 0, 131072, b->opt.heartbeat_s,
+                                    AMQP_SASL_METHOD_PLAIN, b->ci.user, b->ci.password);
+    if (reply_check(b, r, "login", err, errlen))
+        goto fail;
+    b->connected = true;
+    amqp_channel_open(b->conn, CH_MAIN);
+    if (reply_check(b, amqp_get_rpc_reply(b->conn), "channel.open", err, errlen))
+        goto fail;
+    amqp_channel_open(b->conn, CH_DECLARE);
+    if (reply_check(b, amqp_get_rpc_reply(b->conn), "channel.open", err, errlen))
+        goto fail;
+    amqp_exchange_declare(b->conn, CH_DECLARE, amqp_cstring_bytes(b->opt.exchange),
+                          amqp_cstring_bytes("topic"), 0, 1, 0, 0, amqp_empty_table);
+    if (reply_check(b, amqp_get_rpc_reply(b->conn), "exchange.declare", err, errlen))
+        goto fail;
+    if (ensure_queue(b, b->opt.queue, err, errlen))
+        goto fail;
+    amqp_basic_qos(b->conn, CH_MAIN, 0, (uint16_t)b->opt.prefetch, 0);
+    if (reply_check(b, amqp_get_rpc_reply(b->conn), "basic.qos", err, errlen))
+        goto fail;
+    amqp_confirm_select(b->conn, CH_MAIN);
+    if (reply_check(b, amqp_get_rpc_reply(b->conn), "confirm.select", err, errlen))
+        goto fail;
+    b->next_seq = 0;
+    return 0;
+fail:
+    b->broken = true;
+    broker_disconnect(b);
+    return -1;
+}
+
+int broker_consume(struct broker *b, char *err, size_t errlen)
+{
+    if (!broker_connected(b)) {
+        snprintf(err, errlen, "not connected");
+        return -1;
+    }
+    if (b->consuming)
+        return 0;
+    amqp_basic_consume_ok_t *ok =
+        amqp_basic_consume(b->conn, CH_MAIN, amqp_cstring_bytes(b->opt.queue), amqp_empty_bytes,
+                           0, 0, 0, amqp_empty_table);
+    if (reply_check(b, amqp_get_rpc_reply(b->conn), "basic.consume", err, errlen) || !ok)
+        return -1;
+    snprintf(b->consumer_tag, sizeof b->consumer_tag, "%.*s", (int)ok->consumer_tag.len,
+             (const char *)ok->consumer_tag.bytes);
+    b->consuming = true;
+    return 0;
+}
+
+int broker_cancel(struct broker *b, char *err, size_t errlen)
+{
+    if (!broker_connected(b) || !b->consuming)
+        return broker_connected(b) ? 0 : -1;
+    amqp_basic_cancel(b->conn, CH_MAIN, amqp_cstring_bytes(b->consumer_tag));
+    b->consuming = false;
+    return reply_check(b, amqp_get_rpc_reply(b->conn), "basic.cancel", err, errlen);
+}
+
+/* Integer value of a field, or -1 when it is not an integer. */
+static long field_int(const amqp_field_value_t *v)
+{
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_I8:
+        return v->value.i8;
+    case AMQP_FIELD_KIND_U8:
+        return v->value.u8;
+    case AMQP_FIELD_KIND_I16:
+        return v->value.i16;
+    case AMQP_FIELD_KIND_U16:
+        return v->value.u16;
+    case AMQP_FIELD_KIND_I32:
+        return v->value.i32;
+    case AMQP_FIELD_KIND_U32:
+        return (long)v->value.u32;
+    case AMQP_FIELD_KIND_I64:
+        return (long)v->value.i64;
+    case AMQP_FIELD_KIND_U64:
+        return (long)v->value.u64;
+    default:
+        return -1;
+    }
+}
+
+static long message_attempts(const amqp_message_t *msg)
+{
+    long attempts = 0;
+    if (!(msg->properties._flags & AMQP_BASIC_HEADERS_FLAG))
+        return 0;
+    const amqp_table_t *t = &msg->properties.headers;
+    for (int i = 0; i < t->num_entries; i++) {
+        const amqp_bytes_t *k = &t->entries[i].key;
+        bool ours = k->len == 15 && memcmp(k->bytes, "x-asya-attempts", 15) == 0;
+        bool quorum = k->len == 16 && memcmp(k->bytes, "x-delivery-count", 16) == 0;
+        if (ours || quorum) {
+            long n = field_int(&t->entries[i].value);
+            if (n > attempts)
+                attempts = n;
+        }
+    }
+    return attempts;
+}
+
+static uint64_t message_seq(const amqp_message_t *msg)
+{
+    if (!(msg->properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG))
+        return 0;
+    char buf[32];
+    size_t n = msg->properties.message_id.len;
+    if (n == 0 || n >= sizeof buf)
+        return 0;
+    memcpy(buf, msg->properties.message_id.bytes, n);
+    buf[n] = '\0';
+    return strtoull(buf, NULL, 10);
+}
+
+static int lost(struct broker *b, char *err, size_t errlen, const char *fmt, const char *detail)
+{
+    snprintf(err, errlen, fmt, detail);
+    b->broken = true;
+    return -1;
+}
+
+int broker_poll(struct broker *b, char *err, size_t errlen)
+{
+    if (!broker_connected(b))
+        return lost(b, err, errlen, "%s", "not connected");
+    for (;;) {
+        if (!amqp_frames_enqueued(b->conn))
+            amqp_maybe_release_buffers(b->conn);
+        amqp_frame_t frame;
+        struct timeval zero = {0, 0};
+        int rc = amqp_simple_wait_frame_noblock(b->conn, &frame, &zero);
+        if (rc == AMQP_STATUS_TIMEOUT)
+            return 0;
+        if (rc != AMQP_STATUS_OK)
+            return lost(b, err, errlen, "connection lost: %s", amqp_error_string2(rc));
+        if (frame.frame_type != AMQP_FRAME_METHOD)
+            continue; /* stray content of a message we gave up on */
+        switch (frame.payload.method.id) {
+        case AMQP_BASIC_DELIVER_METHOD: {
+            amqp_basic_deliver_t *d = frame.payload.method.decoded;
+            struct broker_delivery del = {.tag = d->delivery_tag,
+                                          .redelivered = d->redelivered != 0};
+            amqp_message_t msg;
+            amqp_rpc_reply_t r = amqp_read_message(b->conn, frame.channel, &msg, 0);
+            if (reply_check(b, r, "read message", err, errlen))
+                return -1;
+            del.body = msg.body.bytes;
+            del.len = msg.body.len;
+            del.attempts = message_attempts(&msg);
+            if (b->consuming)
+                b->ev.delivery(b->ctx, &del);
+            else
+                broker_reject(b, del.tag, true); /* arrived after cancel */
+            amqp_destroy_message(&msg);
+            break;
+        }
+        case AMQP_BASIC_ACK_METHOD: {
+            amqp_basic_ack_t *a = frame.payload.method.decoded;
+            b->ev.confirm(b->ctx, a->delivery_tag, a->multiple != 0, true);
+            break;
+        }
+        case AMQP_BASIC_NACK_METHOD: {
+            amqp_basic_nack_t *n = frame.payload.method.decoded;
+            b->ev.confirm(b->ctx, n->delivery_tag, n->multiple != 0, false);
+            break;
+        }
+        case AMQP_BASIC_RETURN_METHOD: {
+            amqp_basic_return_t *ret = frame.payload.method.decoded;
+            char key[256];
+            snprintf(key, sizeof key, "%.*s", (int)ret->routing_key.len,
+                     (const char *)ret->routing_key.bytes);
+            amqp_message_t msg;
+            amqp_rpc_reply_t r = amqp_read_message(b->conn, frame.channel, &msg, 0);
+            if (reply_check(b, r, "read returned message", err, errlen))
+                return -1;
+            uint64_t seq = message_seq(&msg);
+            amqp_destroy_message(&msg);
+            broker_forget_queue(b, key);
+            b->ev.returned(b->ctx, seq, key);
+            break;
+        }
+        case AMQP_CHANNEL_CLOSE_METHOD: {
+            amqp_channel_close_t *m = frame.payload.method.decoded;
+            char text[256];
+            snprintf(text, sizeof text, "channel %u closed by broker: %u %.*s", frame.channel,
+                     m->reply_code, (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+            return lost(b, err, errlen, "%s", text);
+        }
+        case AMQP_CONNECTION_CLOSE_METHOD: {
+            amqp_connection_close_t *m = frame.payload.method.decoded;
+            char text[256];
+            snprintf(text, sizeof text, "connection closed by broker: %u %.*s", m->reply_code,
+                     (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+            return lost(b, err, errlen, "%s", text);
+        }
+        case AMQP_BASIC_CANCEL_METHOD:
+            return lost(b, err, errlen, "%s", "the broker cancelled the consumer (queue deleted?)");
+        default:
+            break;
+        }
+        if (b->broken)
+            return lost(b, err, errlen, "%s", "connection lost during a callback");
+    }
+}
+
+int broker_publish_queue(struct broker *b, const char *queue, const char *body, size_t len,
+                         long attempts, uint64_t *seq, char *err, size_t errlen)
+{
+    if (!broker_connected(b))
+        return lost(b, err, errlen, "%s", "not connected");
+    if (ensure_queue(b, queue, err, errlen))
+        return -1;
+    uint64_t s = b->next_seq + 1;
+    char mid[24];
+    snprintf(mid, sizeof mid, "%llu", (unsigned long long)s);
+    amqp_basic_properties_t props;
+    memset(&props, 0, sizeof props);
+    props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                   AMQP_BASIC_MESSAGE_ID_FLAG;
+    props.content_type = amqp_cstring_bytes("application/json");
+    props.delivery_mode = 2; /* persistent */
+    props.message_id = amqp_cstring_bytes(mid);
+    amqp_table_entry_t hdr;
+    if (attempts > 0) {
+        hdr.key = amqp_cstring_bytes("x-asya-attempts");
+        hdr.value.kind = AMQP_FIELD_KIND_I64;
+        hdr.value.value.i64 = attempts;
+        props._flags |= AMQP_BASIC_HEADERS_FLAG;
+        props.headers.num_entries = 1;
+        props.headers.entries = &hdr;
+    }
+    amqp_bytes_t payload = {len, (void *)body};
+    int rc = amqp_basic_publish(b->conn, CH_MAIN, amqp_cstring_bytes(b->opt.exchange),
+                                amqp_cstring_bytes(queue), 1, 0, &props, payload);
+    if (rc != AMQP_STATUS_OK)
+        return lost(b, err, errlen, "publish failed: %s", amqp_error_string2(rc));
+    b->next_seq = s;
+    *seq = s;
+    return 0;
+}
+
+int broker_publish(struct broker *b, const char *actor, const char *body, size_t len,
+                   long attempts, uint64_t *seq, char *err, size_t errlen)
+{
+    char queue[512];
+    snprintf(queue, sizeof queue, "%s%s", b->opt.prefix ? b->opt.prefix : "", actor);
+    return broker_publish_queue(b, queue, body, len, attempts, seq, err, errlen);
+}
+
+int broker_ack(struct broker *b, uint64_t tag, bool multiple)
+{
+    if (!broker_connected(b))
+        return -1;
+    if (amqp_basic_ack(b->conn, CH_MAIN, tag, multiple) != AMQP_STATUS_OK) {
+        b->broken = true;
+        return -1;
+    }
+    return 0;
+}
+
+int broker_reject(struct broker *b, uint64_t tag, bool requeue)
+{
+    if (!broker_connected(b))
+        return -1;
+    if (amqp_basic_reject(b->conn, CH_MAIN, tag, requeue) != AMQP_STATUS_OK) {
+        b->broken = true;
+        return -1;
+    }
+    return 0;
+}

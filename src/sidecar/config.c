@@ -1,0 +1,123 @@
+#include "config.h"
+
+#include "duration.h"
+#include "envcfg.h"
+#include "frame.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#define DEFAULT_URL "amqp://guest:guest@localhost:5672/"
+
+int sidecar_config_load(struct sidecar_config *cfg, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof *cfg);
+    int rc;
+
+    cfg->queue_prefix = envcfg_str("ASYA_QUEUE_PREFIX", NULL, "", NULL);
+    const char *actor = envcfg_str("ASYA_ACTOR_NAME", NULL, NULL, NULL);
+    const char *queue = envcfg_str("ASYA_QUEUE_NAME", NULL, NULL, NULL);
+    if (!actor && !queue) {
+        snprintf(err, errlen, "ASYA_ACTOR_NAME (or ASYA_QUEUE_NAME) is required");
+        return -EINVAL;
+    }
+    if (queue) {
+        snprintf(cfg->queue_name, sizeof cfg->queue_name, "%s", queue);
+        size_t plen = strlen(cfg->queue_prefix);
+        /* The actor name is the queue name without the prefix. */
+        if (!actor)
+            actor = strncmp(queue, cfg->queue_prefix, plen) == 0 ? queue + plen : queue;
+    } else {
+        snprintf(cfg->queue_name, sizeof cfg->queue_name, "%s%s", cfg->queue_prefix, actor);
+    }
+    cfg->actor_name = actor;
+
+    cfg->amqp_url = envcfg_str("ASYA_RABBITMQ_URL", NULL, DEFAULT_URL, NULL);
+    if (strncmp(cfg->amqp_url, "amqp://", 7) != 0 && strncmp(cfg->amqp_url, "amqps://", 8) != 0) {
+        char masked[512];
+        config_mask_url(cfg->amqp_url, masked, sizeof masked);
+        snprintf(err, errlen, "ASYA_RABBITMQ_URL=%s: expected amqp:// or amqps://", masked);
+        return -EINVAL;
+    }
+    cfg->exchange = envcfg_str("ASYA_RABBITMQ_EXCHANGE", NULL, "asya", NULL);
+    cfg->socket_path = envcfg_str("ASYA_SOCKET_PATH", NULL, "/tmp/sockets/app.sock", NULL);
+    cfg->happy_end = envcfg_str("ASYA_STEP_HAPPY_END", NULL, "happy-end", NULL);
+    cfg->error_end = envcfg_str("ASYA_STEP_ERROR_END", NULL, "error-end", NULL);
+    cfg->metrics_addr = envcfg_str("ASYA_METRICS_ADDR", NULL, ":8080", NULL);
+    cfg->metrics_namespace = envcfg_str("ASYA_METRICS_NAMESPACE", NULL, "asya_actor", NULL);
+    cfg->cacert = envcfg_str("ASYA_RABBITMQ_CACERT", NULL, NULL, NULL);
+
+    long prefetch;
+    if ((rc = envcfg_long("ASYA_CONCURRENCY", 1, 1, 4096, &cfg->concurrency, err, errlen)) ||
+        (rc = envcfg_long("ASYA_RABBITMQ_PREFETCH", 1, 1, 65535, &prefetch, err, errlen)) ||
+        (rc = envcfg_long("ASYA_QUEUE_RETRY_MAX_ATTEMPTS", 10, 1, 1000000,
+                          &cfg->retry_max_attempts, err, errlen)) ||
+        (rc = envcfg_long("ASYA_MAX_MESSAGE_BYTES", FRAME_DEFAULT_MAX, 1024, 0x7fffffffL,
+                          &cfg->max_message_bytes, err, errlen)) ||
+        (rc = envcfg_long("ASYA_MAX_DELIVERY_ATTEMPTS", 5, 1, 1000000,
+                          &cfg->max_delivery_attempts, err, errlen)))
+        return rc;
+    cfg->prefetch = prefetch > cfg->concurrency ? prefetch : cfg->concurrency;
+
+    if ((rc = envcfg_duration("ASYA_RUNTIME_TIMEOUT", "5m", DURATION_NS_PER_MS,
+                              &cfg->runtime_timeout_ns, err, errlen)) ||
+        (rc = envcfg_duration("ASYA_QUEUE_RETRY_BACKOFF", "1s", DURATION_NS_PER_MS,
+                              &cfg->retry_backoff_ns, err, errlen)) ||
+        (rc = envcfg_duration("ASYA_SHUTDOWN_TIMEOUT", "30s", 0, &cfg->shutdown_timeout_ns,
+                              err, errlen)))
+        return rc;
+
+    if ((rc = envcfg_bool("ASYA_IS_END_ACTOR", "ASYA_IS_TERMINAL", false, &cfg->is_end_actor, err,
+                          errlen)) ||
+        (rc = envcfg_bool("ASYA_METRICS_ENABLED", NULL, true, &cfg->metrics_enabled, err,
+                          errlen)) ||
+        (rc = envcfg_bool("ASYA_RABBITMQ_TLS_VERIFY", NULL, true, &cfg->tls_verify, err,
+                          errlen)))
+        return rc;
+
+    const char *qtype = envcfg_str("ASYA_QUEUE_TYPE", NULL, "classic", NULL);
+    if (strcmp(qtype, "classic") == 0) {
+        cfg->quorum = false;
+    } else if (strcmp(qtype, "quorum") == 0) {
+        cfg->quorum = true;
+    } else {
+        snprintf(err, errlen, "ASYA_QUEUE_TYPE=%s: expected classic or quorum", qtype);
+        return -EINVAL;
+    }
+
+    enum log_level level = LOG_LVL_INFO;
+    const char *lvl = envcfg_str("ASYA_LOG_LEVEL", NULL, "INFO", NULL);
+    if (log_level_parse(lvl, &level) != 0) {
+        snprintf(err, errlen, "ASYA_LOG_LEVEL=%s: expected DEBUG, INFO, WARNING or ERROR", lvl);
+        return -EINVAL;
+    }
+    cfg->log_level = (int)level;
+    const char *fmt = envcfg_str("ASYA_LOG_FORMAT", NULL, "text", NULL);
+    if (strcmp(fmt, "text") != 0 && strcmp(fmt, "json") != 0) {
+        snprintf(err, errlen, "ASYA_LOG_FORMAT=%s: expected text or json", fmt);
+        return -EINVAL;
+    }
+    cfg->log_json = strcmp(fmt, "json") == 0;
+    return 0;
+}
+
+void config_mask_url(const char *url, char *buf, size_t buflen)
+{
+    /* amqp://user:pass@host -> amqp://user:***@host; the password ends at the
+     * last '@' of the authority (it may itself contain '@' when not escaped). */
+    const char *scheme = strstr(url, "://");
+    const char *auth = scheme ? scheme + 3 : url;
+    const char *end = auth + strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (const char *p = auth; p < end; p++)
+        if (*p == '@')
+            at = p;
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (!colon) {
+        snprintf(buf, buflen, "%s", url);
+        return;
+    }
+    snprintf(buf, buflen, "%.*s***%s", (int)(colon + 1 - url), url, at);
+}

@@ -1,0 +1,45 @@
+/* config.h - asya-sidecar configuration, read once from the environment. */
+#ifndef ASYA_SIDECAR_CONFIG_H
+#define ASYA_SIDECAR_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct sidecar_config {
+    const char *actor_name;   /* this actor's name (borrowed from environ) */
+    char queue_name[256];     /* queue consumed: ASYA_QUEUE_NAME, else prefix + actor name */
+    const char *queue_prefix; /* ASYA_QUEUE_PREFIX, "" when unset */
+    const char *amqp_url;     /* ASYA_RABBITMQ_URL (borrowed; holds the password: never log) */
+    const char *exchange;     /* ASYA_RABBITMQ_EXCHANGE */
+    long prefetch;            /* effective: max(ASYA_RABBITMQ_PREFETCH, concurrency) */
+    const char *socket_path;  /* ASYA_SOCKET_PATH */
+    int64_t runtime_timeout_ns;
+    const char *happy_end; /* ASYA_STEP_HAPPY_END (actor name) */
+    const char *error_end; /* ASYA_STEP_ERROR_END (actor name) */
+    bool is_end_actor;     /* ASYA_IS_END_ACTOR / ASYA_IS_TERMINAL */
+    long concurrency;      /* ASYA_CONCURRENCY */
+    long retry_max_attempts;   /* ASYA_QUEUE_RETRY_MAX_ATTEMPTS: broker reconnects */
+    int64_t retry_backoff_ns;  /* ASYA_QUEUE_RETRY_BACKOFF: first reconnect delay */
+    int64_t shutdown_timeout_ns; /* ASYA_SHUTDOWN_TIMEOUT: SIGTERM grace period */
+    long max_message_bytes;    /* ASYA_MAX_MESSAGE_BYTES */
+    long max_delivery_attempts; /* ASYA_MAX_DELIVERY_ATTEMPTS: then poison_message */
+    bool quorum;                /* ASYA_QUEUE_TYPE=quorum */
+    bool metrics_enabled;       /* ASYA_METRICS_ENABLED */
+    const char *metrics_addr;   /* ASYA_METRICS_ADDR, e.g. ":8080" */
+    const char *metrics_namespace; /* ASYA_METRICS_NAMESPACE */
+    const char *cacert;            /* ASYA_RABBITMQ_CACERT for amqps:// (optional) */
+    bool tls_verify;               /* ASYA_RABBITMQ_TLS_VERIFY */
+    int log_level;                 /* enum log_level */
+    bool log_json;                 /* ASYA_LOG_FORMAT=json */
+};
+
+/* Fill cfg from the environment.  Returns 0, or -EINVAL with one line
+ * naming the bad variable in err. */
+int sidecar_config_load(struct sidecar_config *cfg, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Copy url into buf with the password replaced by "***", for logs. */
+void config_mask_url(const char *url, char *buf, size_t buflen);
+
+#endif /* ASYA_SIDECAR_CONFIG_H */
