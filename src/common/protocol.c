@@ -2,7 +2,54 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Length of the valid UTF-8 sequence at p, or 0 if the bytes there are not one. */
+static size_t utf8_seq_len(const unsigned char *p)
+{
+    unsigned char c = p[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+    else
+        return 0;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return 0;
+    return n;
+}
+
+/* json_string(s), except that bytes which are not valid UTF-8 become '?', so a
+ * handler's message with bad bytes still yields an answer.  NULL on OOM. */
+static json_t *string_lossy(const char *s)
+{
+    json_t *v = json_string(s);
+    if (v || !s)
+        return v;
+    char *copy = strdup(s);
+    if (!copy)
+        return NULL;
+    for (unsigned char *p = (unsigned char *)copy; *p;) {
+        size_t n = utf8_seq_len(p);
+        if (n == 0)
+            *p++ = '?';
+        else
+            p += n;
+    }
+    v = json_string(copy);
+    free(copy);
+    return v;
+}
 
 json_t *protocol_error_json(const char *code, const char *message, const char *type,
                             const char *traceback)
@@ -12,10 +59,10 @@ json_t *protocol_error_json(const char *code, const char *message, const char *t
     json_t *arr = json_array();
     if (!details || !err || !arr)
         goto fail;
-    if (json_object_set_new(details, "message", json_string(message ? message : "")) ||
-        json_object_set_new(details, "type", json_string(type ? type : "")))
+    if (json_object_set_new(details, "message", string_lossy(message ? message : "")) ||
+        json_object_set_new(details, "type", string_lossy(type ? type : "")))
         goto fail;
-    if (traceback && json_object_set_new(details, "traceback", json_string(traceback)))
+    if (traceback && json_object_set_new(details, "traceback", string_lossy(traceback)))
         goto fail;
     if (json_object_set_new(err, "error", json_string(code)))
         goto fail;
@@ -69,8 +116,13 @@ int protocol_parse_response(const char *data, size_t len, struct runtime_respons
 {
     memset(out, 0, sizeof *out);
     json_error_t jerr;
-    json_t *root = json_loadb(data, len, JSON_DECODE_ANY, &jerr);
+    /* JSON_ALLOW_NUL: jansson itself writes a NUL inside a string as "\u0000". */
+    json_t *root = json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (!root) {
+        /* jansson quotes the input near the error: keep the message printable ASCII. */
+        for (char *q = jerr.text; *q; q++)
+            if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f)
+                *q = '?';
         snprintf(err, errlen, "runtime answered invalid JSON at line %d column %d: %s", jerr.line,
                  jerr.column, jerr.text);
         return -EINVAL;
