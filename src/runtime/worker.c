@@ -1,0 +1,590 @@
+#include "worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "envelope.h"
+#include "frame.h"
+#include "log.h"
+#include "protocol.h"
+
+/* ASan reserves terabytes of address space for its shadow memory, so an
+ * RLIMIT_AS would make every later mmap fail; sanitizer builds skip it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define WORKER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WORKER_ASAN 1
+#endif
+#endif
+#ifndef WORKER_ASAN
+#define WORKER_ASAN 0
+#endif
+
+#define TYPE_MAX    128
+#define MESSAGE_MAX (16 * 1024)
+
+/* Last resort when even an error answer cannot be allocated. */
+static const char oom_answer[] =
+    "[{\"error\":\"oom_error\",\"details\":{\"message\":\"out of memory while building the "
+    "answer\",\"type\":\"MemoryError\",\"traceback\":\"asya-runtime worker\"}}]";
+
+/* ---- a growing byte buffer ------------------------------------------------ */
+
+struct sbuf {
+    char *p; /* owned */
+    size_t len;
+    size_t cap;
+};
+
+static int sbuf_add(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return -ENOMEM;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+/* ---- locating members in validated JSON text -------------------------------
+ *
+ * The answer carries the payload and route exactly as received (numbers keep
+ * their spelling; jansson would print 0.1 as 0.10000000000000001), so the
+ * worker slices them out of the request text.  The text has already been
+ * validated by jansson; anything surprising (escaped keys) makes the scanner
+ * give up and the caller falls back to re-serialising the parsed value.
+ */
+
+static size_t skip_ws(const char *s, size_t i, size_t n)
+{
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* s[i] is '"'.  Returns the index after the closing quote, or SIZE_MAX. */
+static size_t skip_string(const char *s, size_t i, size_t n, bool *escaped)
+{
+    for (i++; i < n; i++) {
+        if (s[i] == '\\') {
+            *escaped = true;
+            i++;
+        } else if (s[i] == '"') {
+            return i + 1;
+        }
+    }
+    return SIZE_MAX;
+}
+
+static size_t skip_value(const char *s, size_t i, size_t n)
+{
+    bool esc = false;
+    if (i >= n)
+        return SIZE_MAX;
+    if (s[i] == '"')
+        return skip_string(s, i, n, &esc);
+    if (s[i] == '{' || s[i] == '[') {
+        size_t depth = 0;
+        while (i < n) {
+            char c = s[i];
+            if (c == '"') {
+                i = skip_string(s, i, n, &esc);
+                if (i == SIZE_MAX)
+                    return SIZE_MAX;
+                continue;
+            }
+            if (c == '{' || c == '[') {
+                depth++;
+            } else if (c == '}' || c == ']') {
+                if (--depth == 0)
+                    return i + 1;
+            }
+            i++;
+        }
+        return SIZE_MAX;
+    }
+    size_t start = i;
+    while (i < n && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' && s[i] != '\t' &&
+           s[i] != '\n' && s[i] != '\r')
+        i++;
+    return i > start ? i : SIZE_MAX;
+}
+
+/* Finds the value of the top-level member key (the last one, as jansson
+ * keeps).  Returns true with *vs and *vl set, false when absent or unsure. */
+static bool member_span(const char *s, size_t n, const char *key, const char **vs, size_t *vl)
+{
+    size_t klen = strlen(key);
+    bool found = false;
+    size_t i = skip_ws(s, 0, n);
+    if (i >= n || s[i] != '{')
+        return false;
+    i = skip_ws(s, i + 1, n);
+    if (i < n && s[i] == '}')
+        return false;
+    for (;;) {
+        if (i >= n || s[i] != '"')
+            return false;
+        bool esc = false;
+        size_t kend = skip_string(s, i, n, &esc);
+        if (kend == SIZE_MAX || esc)
+            return false;
+        bool match = kend - i - 2 == klen && memcmp(s + i + 1, key, klen) == 0;
+        i = skip_ws(s, kend, n);
+        if (i >= n || s[i] != ':')
+            return false;
+        i = skip_ws(s, i + 1, n);
+        size_t vend = skip_value(s, i, n);
+        if (vend == SIZE_MAX)
+            return false;
+        if (match) {
+            *vs = s + i;
+            *vl = vend - i;
+            found = true;
+        }
+        i = skip_ws(s, vend, n);
+        if (i < n && s[i] == ',') {
+            i = skip_ws(s, i + 1, n);
+            continue;
+        }
+        return i < n && s[i] == '}' && found;
+    }
+}
+
+/* A member's text as received, or re-serialised when it cannot be sliced.
+ * Returns a NUL-terminated copy (free with free()), or NULL on OOM. */
+static char *member_text(const char *req, size_t len, json_t *root, const char *key,
+                         size_t *out_len)
+{
+    const char *vs = NULL;
+    size_t vl = 0;
+    if (member_span(req, len, key, &vs, &vl)) {
+        char *s = malloc(vl + 1);
+        if (!s)
+            return NULL;
+        memcpy(s, vs, vl);
+        s[vl] = '\0';
+        *out_len = vl;
+        return s;
+    }
+    char *s = json_dumps(json_object_get(root, key), JSON_COMPACT | JSON_ENCODE_ANY);
+    if (s)
+        *out_len = strlen(s);
+    return s;
+}
+
+/* ---- one call -------------------------------------------------------------- */
+
+struct call_host {
+    const struct worker_ctx *ctx;
+    const struct envelope *in; /* the validated request */
+    const char *route;         /* route text as received (payload mode) */
+    size_t route_len;
+    struct sbuf out; /* "[" result "," result ... (no closing bracket yet) */
+    size_t results;
+    bool out_of_memory; /* appending a result failed */
+    char *err_type;     /* from set_error; owned */
+    char *err_message;  /* from set_error; owned */
+    bool rejected;      /* emit refused a result; the first reason follows */
+    char reject_type[TYPE_MAX];
+    char reject_message[1024];
+};
+
+__attribute__((format(printf, 3, 4))) static int reject(struct call_host *h, const char *type,
+                                                        const char *fmt, ...)
+{
+    if (!h->rejected) {
+        h->rejected = true;
+        snprintf(h->reject_type, sizeof h->reject_type, "%s", type);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(h->reject_message, sizeof h->reject_message, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static bool is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Checks an envelope-mode result; returns 0 or reject()'s -1. */
+static int check_result_envelope(struct call_host *h, json_t *v)
+{
+    if (!json_is_object(v))
+        return reject(h, "EnvelopeError", "result %zu is not a JSON object", h->results);
+    struct envelope out;
+    char why[256];
+    if (envelope_from_json(v, ENVELOPE_ALLOW_FINISHED, &out, why, sizeof why) != 0)
+        return reject(h, "EnvelopeError", "result %zu is not a valid envelope: %s", h->results,
+                      why);
+    bool same = envelope_route_prefix_equal(h->in, &out);
+    envelope_free(&out);
+    if (!same)
+        return reject(h, "RouteError",
+                      "result %zu rewrites route.actors[0..%zu], the part of the route that has "
+                      "already run",
+                      h->results, h->in->current);
+    return 0;
+}
+
+static int host_emit(struct asya_call *call, const char *json, size_t len)
+{
+    struct call_host *h = call->host;
+    if (!json)
+        return reject(h, "ResultError", "result %zu is NULL", h->results);
+    while (len && is_ws(json[0])) {
+        json++;
+        len--;
+    }
+    while (len && is_ws(json[len - 1]))
+        len--;
+
+    json_error_t jerr;
+    json_t *v = json_loadb(json, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (!v)
+        return reject(h, "ResultError", "result %zu is not valid JSON: %s", h->results,
+                      jerr.text);
+    int rc = 0;
+    if (h->ctx->mode == ASYA_MODE_ENVELOPE)
+        rc = check_result_envelope(h, v);
+    json_decref(v);
+    if (rc)
+        return rc;
+
+    static const char head[] = "{\"payload\":";
+    static const char mid[] = ",\"route\":";
+    size_t piece = len;
+    if (h->ctx->mode == ASYA_MODE_PAYLOAD)
+        piece += sizeof head - 1 + sizeof mid - 1 + h->route_len + 1;
+    /* Separator before it and the closing ']' after the last one. */
+    if (h->out.len + 1 + piece + 1 > h->ctx->max_answer)
+        return reject(h, "ResultError",
+                      "results exceed ASYA_MAX_MESSAGE_BYTES (%zu bytes) at result %zu",
+                      h->ctx->max_answer, h->results);
+
+    int fail = sbuf_add(&h->out, h->results ? "," : "[", 1);
+    if (h->ctx->mode == ASYA_MODE_PAYLOAD) {
+        fail = fail || sbuf_add(&h->out, head, sizeof head - 1);
+        fail = fail || sbuf_add(&h->out, json, len);
+        fail = fail || sbuf_add(&h->out, mid, sizeof mid - 1);
+        fail = fail || sbuf_add(&h->out, h->route, h->route_len);
+        fail = fail || sbuf_add(&h->out, "}", 1);
+    } else {
+        fail = fail || sbuf_add(&h->out, json, len);
+    }
+    if (fail) {
+        h->out_of_memory = true;
+        return -1;
+    }
+    h->results++;
+    return 0;
+}
+
+static char *copy_capped(const char *s, size_t cap)
+{
+    size_t n = strnlen(s, cap);
+    char *p = malloc(n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+static void host_set_error(struct asya_call *call, const char *type, const char *message)
+{
+    struct call_host *h = call->host;
+    free(h->err_type);
+    free(h->err_message);
+    h->err_type = type ? copy_capped(type, TYPE_MAX) : NULL;
+    h->err_message = message ? copy_capped(message, MESSAGE_MAX) : NULL;
+}
+
+static int error_answer(const char *code, const char *message, const char *type,
+                        const char *traceback, char **answer, size_t *answer_len)
+{
+    *answer = protocol_error_text(code, message, type, traceback, answer_len);
+    return *answer ? 0 : -ENOMEM;
+}
+
+/* Turns what the handler did into the answer text. */
+static int build_answer(const struct worker_ctx *ctx, struct call_host *h, int status,
+                        char **answer, size_t *answer_len)
+{
+    char tb[768];
+    const char *label = ctx->ld->label;
+    const char *code = PROTO_PROCESSING_ERROR;
+    const char *type = h->err_type;
+    const char *message = h->err_message;
+    char buf[256];
+
+    switch (status) {
+    case ASYA_OK:
+    case ASYA_ERROR:
+        if (h->out_of_memory) {
+            snprintf(tb, sizeof tb, "handler %s: appending result %zu", label, h->results);
+            return error_answer(PROTO_OOM_ERROR, "out of memory while collecting results",
+                                "MemoryError", tb, answer, answer_len);
+        }
+        if (h->rejected) {
+            /* The runtime's reason beats the handler's generic one. */
+            snprintf(tb, sizeof tb, "handler %s: result rejected by asya-runtime", label);
+            return error_answer(PROTO_PROCESSING_ERROR, h->reject_message, h->reject_type, tb,
+                                answer, answer_len);
+        }
+        if (status == ASYA_OK) {
+            if (h->results == 0 || sbuf_add(&h->out, "]", 1) != 0) {
+                if (h->results)
+                    return error_answer(PROTO_OOM_ERROR, "out of memory finishing the answer",
+                                        "MemoryError", label, answer, answer_len);
+                *answer = strdup("[]");
+                *answer_len = 2;
+                return *answer ? 0 : -ENOMEM;
+            }
+            *answer = h->out.p;
+            *answer_len = h->out.len;
+            h->out.p = NULL;
+            return 0;
+        }
+        if (!type || !*type)
+            type = "HandlerError";
+        if (!message)
+            message = "handler reported an error";
+        snprintf(tb, sizeof tb, "handler %s returned ASYA_ERROR", label);
+        break;
+    case ASYA_OOM:
+        code = PROTO_OOM_ERROR;
+        if (!type || !*type)
+            type = "MemoryError";
+        if (!message || !*message)
+            message = "handler reported out of memory";
+        snprintf(tb, sizeof tb, "handler %s returned ASYA_OOM", label);
+        break;
+    case ASYA_CUDA_OOM:
+        code = PROTO_CUDA_OOM_ERROR;
+        if (!type || !*type)
+            type = "OutOfMemoryError";
+        if (!message || !*message)
+            message = "handler reported CUDA out of memory";
+        snprintf(tb, sizeof tb, "handler %s returned ASYA_CUDA_OOM", label);
+        break;
+    default:
+        type = "HandlerError";
+        snprintf(buf, sizeof buf,
+                 "handler returned unknown status %d (expected ASYA_OK, ASYA_ERROR, ASYA_OOM or "
+                 "ASYA_CUDA_OOM)",
+                 status);
+        message = buf;
+        snprintf(tb, sizeof tb, "handler %s returned %d", label, status);
+        break;
+    }
+    return error_answer(code, message, type, tb, answer, answer_len);
+}
+
+int worker_handle(const struct worker_ctx *ctx, const char *req, size_t len, char **answer,
+                  size_t *answer_len)
+{
+    struct envelope env;
+    char why[512];
+    int rc;
+    *answer = NULL;
+    *answer_len = 0;
+
+    if (envelope_parse(req, len, ENVELOPE_ALLOW_FINISHED, &env, why, sizeof why) != 0) {
+        const char *type = strncmp(why, "invalid JSON", 12) == 0 ? "JSONDecodeError" : "ValueError";
+        rc = error_answer(PROTO_PARSING_ERROR, why, type, "asya-runtime: envelope validation",
+                          answer, answer_len);
+        goto out;
+    }
+
+    struct call_host h;
+    memset(&h, 0, sizeof h);
+    h.ctx = ctx;
+    h.in = &env;
+
+    char *payload = NULL;
+    size_t payload_len = 0;
+    char *route = member_text(req, len, env.root, "route", &h.route_len);
+    if (ctx->mode == ASYA_MODE_PAYLOAD)
+        payload = member_text(req, len, env.root, "payload", &payload_len);
+    if (!route || (ctx->mode == ASYA_MODE_PAYLOAD && !payload)) {
+        free(route);
+        free(payload);
+        envelope_free(&env);
+        rc = error_answer(PROTO_OOM_ERROR, "out of memory preparing the request", "MemoryError",
+                          "asya-runtime worker", answer, answer_len);
+        goto out;
+    }
+    h.route = route;
+
+    struct asya_call call = {
+        .size = sizeof(struct asya_call),
+        .mode = (uint32_t)ctx->mode,
+        .input = ctx->mode == ASYA_MODE_PAYLOAD ? payload : req,
+        .input_len = ctx->mode == ASYA_MODE_PAYLOAD ? payload_len : len,
+        .envelope = req,
+        .envelope_len = len,
+        .emit = host_emit,
+        .set_error = host_set_error,
+        .host = &h,
+    };
+    if (env.id)
+        log_debug_id(env.id, "calling %s (%zu bytes)", ctx->ld->label, len);
+    int status = ctx->ld->fn(&call);
+    rc = build_answer(ctx, &h, status, answer, answer_len);
+
+    free(h.out.p);
+    free(h.err_type);
+    free(h.err_message);
+    free(route);
+    free(payload);
+    envelope_free(&env);
+out:
+    if (rc == -ENOMEM) {
+        *answer = malloc(sizeof oom_answer);
+        if (!*answer)
+            return -ENOMEM;
+        memcpy(*answer, oom_answer, sizeof oom_answer);
+        *answer_len = sizeof oom_answer - 1;
+        rc = 0;
+    }
+    return rc;
+}
+
+/* ---- the worker process ---------------------------------------------------- */
+
+static int send_control(int fd, const char *kind, const char *message, const struct loader *ld)
+{
+    json_t *o = json_object();
+    if (!o)
+        return -ENOMEM;
+    json_object_set_new(o, WORKER_MSG_KEY, json_string(kind));
+    if (message)
+        json_object_set_new(o, "message", json_string(message));
+    if (ld && ld->module_name)
+        json_object_set_new(o, "module", json_string(ld->module_name));
+    if (ld && ld->module_version)
+        json_object_set_new(o, "version", json_string(ld->module_version));
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s)
+        return -ENOMEM;
+    int rc = frame_send(fd, s, strlen(s));
+    free(s);
+    return rc;
+}
+
+/* Address space in use now, in bytes (0 when unknown). */
+static size_t address_space_used(void)
+{
+    FILE *f = fopen("/proc/self/statm", "re");
+    if (!f)
+        return 0;
+    unsigned long pages = 0;
+    if (fscanf(f, "%lu", &pages) != 1)
+        pages = 0;
+    fclose(f);
+    return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static int apply_memory_limit(const struct runtime_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->memory_mb <= 0)
+        return 0;
+    if (WORKER_ASAN) {
+        log_warn("ASYA_WORKER_MEMORY_MB=%ld ignored: RLIMIT_AS cannot work in an AddressSanitizer "
+                 "build",
+                 cfg->memory_mb);
+        return 0;
+    }
+    rlim_t limit = (rlim_t)cfg->memory_mb * 1024 * 1024;
+    size_t used = address_space_used();
+    if (used && limit < (rlim_t)used + 8u * 1024 * 1024) {
+        snprintf(err, errlen,
+                 "ASYA_WORKER_MEMORY_MB=%ld is too small: a worker already uses %zu MiB of "
+                 "address space before loading the handler",
+                 cfg->memory_mb, used / (1024 * 1024));
+        return -EINVAL;
+    }
+    struct rlimit rl = {.rlim_cur = limit, .rlim_max = limit};
+    if (setrlimit(RLIMIT_AS, &rl) != 0) {
+        snprintf(err, errlen, "ASYA_WORKER_MEMORY_MB=%ld: setrlimit(RLIMIT_AS): %s",
+                 cfg->memory_mb, strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+int worker_main(int fd, const struct runtime_config *cfg)
+{
+    char err[1024];
+    struct loader ld;
+
+    /* The supervisor owns shutdown: it closes the channel, then we run fini. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (apply_memory_limit(cfg, err, sizeof err) != 0 ||
+        loader_open(&ld, cfg->handler, cfg->lib_path, cfg->func, err, sizeof err) != 0) {
+        if (send_control(fd, WORKER_MSG_FATAL, err, NULL) != 0)
+            log_error("%s", err); /* the supervisor is gone; say it ourselves */
+        return 1;
+    }
+    if (send_control(fd, WORKER_MSG_READY, NULL, &ld) != 0) {
+        loader_close(&ld);
+        return 1;
+    }
+    struct worker_ctx ctx = {.ld = &ld, .mode = cfg->mode, .max_answer = cfg->max_message};
+    int status = 0;
+    for (;;) {
+        char *req = NULL;
+        size_t len = 0;
+        int rc = frame_recv(fd, cfg->max_message, &req, &len);
+        if (rc == -EPIPE)
+            break; /* the supervisor closed the channel: clean stop */
+        if (rc) {
+            log_error("worker channel: %s", strerror(-rc));
+            status = 1;
+            break;
+        }
+        char *answer = NULL;
+        size_t answer_len = 0;
+        rc = worker_handle(&ctx, req, len, &answer, &answer_len);
+        free(req);
+        if (rc) {
+            log_error("out of memory building an answer");
+            status = 1;
+            break;
+        }
+        rc = frame_send(fd, answer, answer_len);
+        free(answer);
+        if (rc) {
+            log_debug("worker channel closed while answering: %s", strerror(-rc));
+            break;
+        }
+    }
+    loader_close(&ld);
+    return status;
+}
