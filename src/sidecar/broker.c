@@ -259,6 +259,10 @@ int broker_connect(struct broker *b, char *err, size_t errlen)
         snprintf(err, errlen, "ASYA_RABBITMQ_URL cannot be parsed");
         goto fail;
     }
+    /* amqp://host/ names the default vhost "/" (as Go's amqp091 reads it);
+     * rabbitmq-c would read it as the empty vhost. */
+    if (!b->ci.vhost || !*b->ci.vhost)
+        b->ci.vhost = "/";
     b->conn = amqp_new_connection();
     if (!b->conn) {
         snprintf(err, errlen, "out of memory");
