@@ -182,4 +182,30 @@ fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	        -artifact_prefix=build/fuzz/artifacts/$$t/ build/fuzz/corpus/$$t tests/fuzz/corpus/$$t; \
 	done
 
+# ---- fuzzing (libFuzzer) --------------------------------------------------
+# `make fuzz FUZZ_SECONDS=N` builds each parser's target with clang into
+# build/fuzz/ and runs it N seconds on a scratch corpus seeded from
+# tests/fuzz/corpus/<target>/; a crash, leak or timeout fails the target and
+# leaves the input in build/fuzz/artifacts/<target>/.
+
+FUZZ_SECONDS ?= 30
+FUZZ_CC      ?= clang
+FUZZ_TARGETS := frame envelope response
+FUZZ_SRC     := src/common/frame.c src/common/envelope.c src/common/protocol.c
+FUZZ_CFLAGS  := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer -Isrc/common -D_GNU_SOURCE
+
+.PHONY: fuzz
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) $(FUZZ_SRC:.c=.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC) -ljansson
+
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    echo "== fuzz_$$t for $(FUZZ_SECONDS)s"; \
+	    mkdir -p build/fuzz/corpus/$$t build/fuzz/artifacts/$$t; \
+	    build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	        -artifact_prefix=build/fuzz/artifacts/$$t/ build/fuzz/corpus/$$t tests/fuzz/corpus/$$t; \
+	done
+
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
