@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install what building and testing Asya needs, from Debian 12's packages.
+# Safe to run again: apt-get only installs what is missing.  Runs apt-get
+# through sudo when not root.
+set -euo pipefail
+
+PACKAGES=(
+    build-essential pkg-config
+    libjansson-dev libev-dev librabbitmq-dev libcmocka-dev libmicrohttpd-dev
+    rabbitmq-server
+    python3 python3-pytest python3-pika python3-requests python3-prometheus-client
+    valgrind clang libclang-rt-14-dev
+    g++ dpkg-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all ${#PACKAGES[@]} packages present"
+    exit 0
+fi
+
+SUDO=
+[ "$(id -u)" = 0 ] || SUDO=sudo
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# policy-rc.d keeps the distribution's rabbitmq-server service from starting:
+# tests and the demo run their own private nodes.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# A distribution node started anyway would hold epmd and port 5672; stop it.
+$SUDO rabbitmqctl stop >/dev/null 2>&1 || true
+echo "install-deps: done"
