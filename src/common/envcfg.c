@@ -73,11 +73,11 @@ int envcfg_long(const char *name, long def, long min, long max, long *out, char 
     char *end;
     errno = 0;
     long n = strtol(v, &end, 10);
-    if (errno || end == v || *end != '\0') {
+    if ((errno && errno != ERANGE) || end == v || *end != '\0') {
         snprintf(err, errlen, "%s=%s: expected an integer", name, v);
         return -EINVAL;
     }
-    if (n < min || n > max) {
+    if (errno == ERANGE || n < min || n > max) { /* beyond long: out of range too */
         snprintf(err, errlen, "%s=%s: must be between %ld and %ld", name, v, min, max);
         return -EINVAL;
     }
