@@ -47,7 +47,7 @@ FIXTURES         := $(FIXTURE_SRC:tests/runtime/fixtures/%.c=$(BUILD)/lib/asya-t
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all help test test-unit test-runtime test-sidecar test-integration-sidecar asan \
+.PHONY: all help demo test test-unit test-runtime test-sidecar test-integration-sidecar asan \
         test-asan valgrind install clean format
 
 all: $(RUNTIME_BIN) $(SIDECAR_BIN) $(SEED_HANDLERS) $(EXAMPLE_HANDLERS) $(FIXTURES) $(UNIT_BINS)
@@ -130,14 +130,26 @@ asan:
 test-asan: asan
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-runtime test-integration-sidecar
+	    test-unit test-runtime test-sidecar test-integration-sidecar
 
 valgrind: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== valgrind $$t"; \
 	    valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	        --error-exitcode=1 $$t; done
 
-test: all test-unit test-runtime test-sidecar test-integration-sidecar test-asan valgrind
+# Sequential on purpose: the suites start brokers and time-sensitive processes.
+test: all
+	$(MAKE) test-unit
+	$(MAKE) valgrind
+	$(MAKE) test-runtime
+	$(MAKE) test-sidecar
+	$(MAKE) test-integration-sidecar
+	$(MAKE) test-asan
+	@echo "== make test: all suites passed"
+
+# The main job: a three-actor pipeline on a private local RabbitMQ.
+demo: all
+	ASYA_BUILD_DIR=$(abspath $(BUILD)) demo/run.sh
 
 # ---- install --------------------------------------------------------------
 
