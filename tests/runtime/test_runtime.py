@@ -513,3 +513,18 @@ def test_stale_socket_and_json_logs(runtime):
     assert any("ready" in l["msg"] for l in lines)
     # Payloads never appear in INFO logs.
     assert all('"payload"' not in l["msg"] for l in lines)
+
+
+# ---- the example handler ---------------------------------------------------------
+
+def test_example_hello_handler(runtime):
+    hello = os.path.join(os.path.dirname(HANDLERS), "..", "asya", "hello.so")
+    rt = runtime(hello + ":hello", env={"HELLO_GREETING": "Bonjour"})
+    answer = rt.request(envelope({"name": "Ada"}))
+    assert answer[0]["payload"] == {"name": "Ada", "greeting": "Bonjour, Ada!"}
+    code, d = error_of(rt.request(envelope([1, 2])))
+    assert (code, d["type"], d["message"]) == ("processing_error", "ValueError",
+                                               "payload must be a JSON object")
+    exported = subprocess.run(["nm", "-D", "--defined-only", hello], capture_output=True,
+                              text=True, check=True).stdout.split()
+    assert {"asya_module_magic", "hello", "asya_init", "asya_fini"} <= set(exported)
