@@ -18,7 +18,7 @@ HANDLER_CFLAGS := -fPIC -fvisibility=hidden
 
 LIBS_COMMON  := -ljansson
 LIBS_RUNTIME := -ljansson -lev -ldl
-LIBS_SIDECAR := -lrabbitmq -ljansson -lev -lm
+LIBS_SIDECAR := -lrabbitmq -lmicrohttpd -ljansson -lev -lm
 
 COMMON_SRC   := $(wildcard src/common/*.c)
 RUNTIME_SRC  := $(filter-out src/runtime/main.c,$(wildcard src/runtime/*.c))

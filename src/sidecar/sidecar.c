@@ -4,6 +4,7 @@
 #include "duration.h"
 #include "envelope.h"
 #include "frame.h"
+#include "httpd.h"
 #include "log.h"
 #include "protocol.h"
 #include "routing.h"
@@ -22,6 +23,7 @@
 #define RUNTIME_RETRY_FIRST 0.1 /* seconds before probing an unreachable runtime again */
 #define RUNTIME_RETRY_MAX   5.0
 #define RECONNECT_MAX_DELAY 30.0
+#define RUNTIME_PROBE_S     2.0
 
 enum slot_state {
     SLOT_FREE = 0,
@@ -51,7 +53,9 @@ struct slot {
     bool nacked;         /* the broker refused one of them */
     bool returned;       /* one of them was unroutable */
     bool error_routed;   /* already sent a routing_error to error-end */
-    ev_tstamp started;
+    ev_tstamp started;      /* consumed */
+    ev_tstamp request_at;   /* request sent to the runtime */
+    ev_tstamp published_at; /* results published */
 };
 
 struct delivery_copy {
@@ -101,7 +105,9 @@ struct sidecar {
     bool broker_failed;
     char broker_error[256];
     int exit_code;
-    struct sidecar_stats stats;
+    struct metrics stats;
+    struct httpd *httpd;
+    ev_timer runtime_probe;
 };
 
 static void slot_io_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -220,6 +226,7 @@ static int publish_plan(struct sidecar *sc, struct slot *s, const struct route_p
             return -1;
         }
         uint64_t seq;
+        ev_tstamp t0 = ev_time();
         int rc = broker_publish(sc->broker, p->actor, text, len, 0, &seq, err, sizeof err);
         free(text);
         if (rc) {
@@ -230,17 +237,10 @@ static int publish_plan(struct sidecar *sc, struct slot *s, const struct route_p
             broker_fail(sc, "out of memory tracking confirms");
             return -1;
         }
-        switch (p->kind) {
-        case PUBLISH_ROUTING:
-            sc->stats.sent_routing++;
-            break;
-        case PUBLISH_HAPPY_END:
-            sc->stats.sent_happy_end++;
-            break;
-        case PUBLISH_ERROR_END:
-            sc->stats.sent_error_end++;
-            break;
-        }
+        char queue[512];
+        snprintf(queue, sizeof queue, "%s%s", sc->cfg->queue_prefix, p->actor);
+        metrics_sent(&sc->stats, queue, (enum sent_type)p->kind, len);
+        histogram_observe(&sc->stats.queue_send, ev_time() - t0);
         log_debug_id(slot_id(s), "published to %s (seq %llu)", p->actor,
                      (unsigned long long)seq);
     }
@@ -251,7 +251,7 @@ static int publish_plan(struct sidecar *sc, struct slot *s, const struct route_p
 static void slot_settle(struct sidecar *sc, struct slot *s)
 {
     if (s->nacked) {
-        sc->stats.nacked++;
+        sc->stats.requeued[REQUEUE_BROKER_NACK]++;
         log_warn_id(slot_id(s), "the broker refused a publish; requeueing the message");
         if (broker_reject(sc->broker, s->tag, true))
             broker_fail(sc, "reject failed");
@@ -259,7 +259,7 @@ static void slot_settle(struct sidecar *sc, struct slot *s)
         /* A destination vanished between declare and publish: report it. */
         s->returned = false;
         s->error_routed = true;
-        sc->stats.failed_routing++;
+        sc->stats.failed[FAILED_ROUTING]++;
         struct route_plan plan;
         if (routing_plan_error(&sc->names, &s->env, "routing_error", "UnroutableMessage",
                                "a result could not be routed to its destination queue",
@@ -277,6 +277,10 @@ static void slot_settle(struct sidecar *sc, struct slot *s)
     } else {
         if (broker_ack(sc->broker, s->tag, false))
             broker_fail(sc, "ack failed");
+        ev_tstamp now = ev_time();
+        if (s->published_at > 0)
+            histogram_observe(&sc->stats.confirm, now - s->published_at);
+        histogram_observe(&sc->stats.processing, now - s->started);
         log_debug_id(slot_id(s), "acked after %.1f ms",
                      (ev_now(sc->loop) - s->started) * 1000.0);
     }
@@ -288,6 +292,7 @@ static void slot_publish(struct sidecar *sc, struct slot *s, struct route_plan *
 {
     ev_timer_stop(sc->loop, &s->timeout);
     s->state = SLOT_CONFIRMING;
+    s->published_at = ev_time();
     int rc = publish_plan(sc, s, plan);
     route_plan_free(plan);
     if (rc == 0 && s->unconfirmed == 0)
@@ -326,7 +331,7 @@ static void runtime_went_down(struct sidecar *sc, const char *why)
     for (size_t i = 0; i < sc->nwaiting; i++) {
         broker_reject(sc->broker, sc->waiting[i].tag, true);
         free(sc->waiting[i].body);
-        sc->stats.requeued_runtime_down++;
+        sc->stats.requeued[REQUEUE_RUNTIME_UNAVAILABLE]++;
     }
     sc->nwaiting = 0;
     update_ready(sc);
@@ -396,7 +401,7 @@ static int slot_connect_and_send(struct sidecar *sc, struct slot *s)
 static void slot_requeue_runtime_down(struct sidecar *sc, struct slot *s, int err)
 {
     log_info_id(slot_id(s), "runtime unreachable (%s): message requeued", strerror(-err));
-    sc->stats.requeued_runtime_down++;
+    sc->stats.requeued[REQUEUE_RUNTIME_UNAVAILABLE]++;
     if (broker_reject(sc->broker, s->tag, true))
         broker_fail(sc, "reject failed");
     slot_close_runtime(s);
@@ -430,13 +435,13 @@ static void slot_runtime_broken(struct sidecar *sc, struct slot *s, const char *
         snprintf(msg, sizeof msg,
                  "the runtime connection broke during %ld attempts (last: %s); giving up",
                  attempts, why);
-        sc->stats.failed_poison++;
+        sc->stats.failed[FAILED_POISON]++;
         slot_route_error(sc, s, "poison_message", "PoisonMessage", msg);
         return;
     }
     log_warn_id(slot_id(s), "runtime connection broke mid-request (%s): retrying (attempt %ld of %ld)",
                 why, attempts + 1, sc->cfg->max_delivery_attempts);
-    sc->stats.retried_runtime_broken++;
+    sc->stats.requeued[REQUEUE_RUNTIME_BROKEN]++;
     char err[256];
     uint64_t seq;
     ev_timer_stop(sc->loop, &s->timeout);
@@ -453,6 +458,7 @@ static void slot_runtime_broken(struct sidecar *sc, struct slot *s, const char *
 static void slot_handle_answer(struct sidecar *sc, struct slot *s, char *answer, size_t len)
 {
     char err[256];
+    histogram_observe(&sc->stats.runtime_exec, ev_time() - s->request_at);
     struct runtime_response resp;
     int rc = protocol_parse_response(answer, len, &resp, err, sizeof err);
     free(answer);
@@ -462,13 +468,13 @@ static void slot_handle_answer(struct sidecar *sc, struct slot *s, char *answer,
         if (rc == 0 && resp.kind == RESPONSE_ERROR)
             log_warn_id(slot_id(s), "end actor handler answered %s", resp.error);
         protocol_response_free(&resp);
-        sc->stats.end_consumed++;
+        sc->stats.processed[PROCESSED_END_CONSUMED]++;
         s->state = SLOT_CONFIRMING;
         slot_settle(sc, s);
         return;
     }
     if (rc) {
-        sc->stats.failed_bad_response++;
+        sc->stats.failed[FAILED_RUNTIME_RESPONSE]++;
         slot_close_runtime(s);
         slot_route_error(sc, s, PROTO_PROCESSING_ERROR, "InvalidRuntimeResponse", err);
         return;
@@ -481,25 +487,18 @@ static void slot_handle_answer(struct sidecar *sc, struct slot *s, char *answer,
     }
     switch (plan.outcome) {
     case OUTCOME_SUCCESS:
-        sc->stats.processed_ok++;
+        sc->stats.processed[PROCESSED_SUCCESS]++;
         break;
     case OUTCOME_EMPTY_RESPONSE:
-        sc->stats.processed_empty++;
+        sc->stats.processed[PROCESSED_EMPTY]++;
         break;
     case OUTCOME_RUNTIME_ERROR:
-        sc->stats.failed_runtime++;
-        if (strcmp(resp.error, PROTO_PROCESSING_ERROR) == 0)
-            sc->stats.runtime_errors_processing++;
-        else if (strcmp(resp.error, PROTO_OOM_ERROR) == 0)
-            sc->stats.runtime_errors_oom++;
-        else if (strcmp(resp.error, PROTO_CUDA_OOM_ERROR) == 0)
-            sc->stats.runtime_errors_cuda_oom++;
-        else
-            sc->stats.runtime_errors_other++;
+        sc->stats.failed[FAILED_RUNTIME]++;
+        metrics_runtime_error(&sc->stats, resp.error);
         log_info_id(slot_id(s), "runtime answered %s", resp.error);
         break;
     default:
-        sc->stats.failed_bad_response++;
+        sc->stats.failed[FAILED_RUNTIME_RESPONSE]++;
         break;
     }
     protocol_response_free(&resp);
@@ -563,7 +562,7 @@ static void slot_read(struct sidecar *sc, struct slot *s)
             char msg[160];
             snprintf(msg, sizeof msg, "runtime answer of %u bytes exceeds ASYA_MAX_MESSAGE_BYTES (%ld)",
                      s->in.announced, sc->cfg->max_message_bytes);
-            sc->stats.failed_bad_response++;
+            sc->stats.failed[FAILED_RUNTIME_RESPONSE]++;
             slot_close_runtime(s);
             slot_route_error(sc, s, PROTO_PROCESSING_ERROR, "ResponseTooLarge", msg);
             return;
@@ -603,7 +602,8 @@ static void slot_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     char d[32], msg[160];
     duration_format(sc->cfg->runtime_timeout_ns, d, sizeof d);
     snprintf(msg, sizeof msg, "the runtime did not answer within %s (ASYA_RUNTIME_TIMEOUT)", d);
-    sc->stats.failed_timeout++;
+    sc->stats.failed[FAILED_TIMEOUT]++;
+    metrics_runtime_error(&sc->stats, PROTO_TIMEOUT_ERROR);
     /* Dropping the connection makes asya-runtime kill and replace the worker. */
     slot_close_runtime(s);
     if (sc->cfg->is_end_actor) {
@@ -619,15 +619,17 @@ static void slot_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void slot_begin(struct sidecar *sc, struct slot *s)
 {
     char err[256];
-    s->started = ev_now(sc->loop);
+    s->started = ev_time();
+    s->published_at = 0;
     s->retried = false;
     s->state = SLOT_CONFIRMING;
     sc->stats.received++;
+    histogram_observe(&sc->stats.size_in, (double)s->len);
 
     if (s->len > (size_t)sc->cfg->max_message_bytes) {
         snprintf(err, sizeof err, "message of %zu bytes exceeds ASYA_MAX_MESSAGE_BYTES (%ld)",
                  s->len, sc->cfg->max_message_bytes);
-        sc->stats.failed_too_large++;
+        sc->stats.failed[FAILED_TOO_LARGE]++;
         log_warn("%s", err);
         struct route_plan plan;
         /* Keep only the start of the body: the whole of it is what was refused. */
@@ -647,7 +649,8 @@ static void slot_begin(struct sidecar *sc, struct slot *s)
 
     int flags = sc->cfg->is_end_actor ? ENVELOPE_ALLOW_FINISHED : 0;
     if (envelope_parse(s->body, s->len, flags, &s->env, err, sizeof err)) {
-        sc->stats.failed_parse++;
+        sc->stats.failed[strncmp(err, "invalid JSON", 12) == 0 ? FAILED_PARSE
+                                                                : FAILED_VALIDATION]++;
         log_warn("invalid envelope: %s", err);
         if (sc->cfg->is_end_actor) {
             slot_settle(sc, s);
@@ -665,7 +668,7 @@ static void slot_begin(struct sidecar *sc, struct slot *s)
     if (s->attempts >= sc->cfg->max_delivery_attempts && !sc->cfg->is_end_actor) {
         snprintf(err, sizeof err, "delivered %ld times without completing; giving up",
                  s->attempts);
-        sc->stats.failed_poison++;
+        sc->stats.failed[FAILED_POISON]++;
         slot_route_error(sc, s, "poison_message", "PoisonMessage", err);
         return;
     }
@@ -682,6 +685,7 @@ static void slot_begin(struct sidecar *sc, struct slot *s)
         slot_requeue_runtime_down(sc, s, rc);
         return;
     }
+    s->request_at = ev_time();
     ev_timer_set(&s->timeout, (double)sc->cfg->runtime_timeout_ns / 1e9, 0.);
     ev_timer_start(sc->loop, &s->timeout);
     slot_write(sc, s);
@@ -921,7 +925,7 @@ static void update_ready(struct sidecar *sc)
     else if (!broker_consuming(sc->broker))
         why = "not consuming";
     sc->stats.ready = why == NULL;
-    snprintf(sc->stats.not_ready_reason, sizeof sc->stats.not_ready_reason, "%s", why ? why : "");
+    snprintf(sc->stats.not_ready, sizeof sc->stats.not_ready, "%s", why ? why : "");
 }
 
 static void maybe_finish_shutdown(struct sidecar *sc)
@@ -937,14 +941,15 @@ static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct sidecar *sc = ev_userdata(loop);
     (void)w;
     (void)revents;
-    log_warn("shutdown grace period over with %u message(s) in flight; requeueing them",
-             sc->stats.active);
+    log_warn("shutdown grace period over with %lld message(s) in flight; requeueing them",
+             (long long)sc->stats.active);
     for (unsigned i = 0; i < sc->nslots; i++) {
         struct slot *s = &sc->slots[i];
         if (s->state == SLOT_FREE)
             continue;
         slot_close_runtime(s);
         broker_reject(sc->broker, s->tag, true);
+        sc->stats.requeued[REQUEUE_SHUTDOWN]++;
     }
     ev_break(loop, EVBREAK_ALL);
 }
@@ -959,8 +964,8 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     }
     sc->shutting_down = true;
-    log_info("received %s: draining %u in-flight message(s)", w->signum == SIGTERM ? "SIGTERM" : "SIGINT",
-             sc->stats.active);
+    log_info("received %s: draining %lld in-flight message(s)",
+             w->signum == SIGTERM ? "SIGTERM" : "SIGINT", (long long)sc->stats.active);
     char err[256];
     if (broker_consuming(sc->broker) && broker_cancel(sc->broker, err, sizeof err))
         log_warn("cancel consumer: %s", err);
@@ -981,6 +986,40 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     maybe_finish_shutdown(sc);
 }
 
+/* ---- health ------------------------------------------------------------------------ */
+
+/* While idle, check the runtime now and then so readiness reflects a runtime
+ * that died between messages. */
+static void runtime_probe_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct sidecar *sc = ev_userdata(loop);
+    (void)w;
+    (void)revents;
+    if (sc->runtime_down || sc->shutting_down || sc->stats.active > 0)
+        return;
+    int fd = usock_connect(sc->cfg->socket_path, 1);
+    if (fd < 0) {
+        if (broker_connected(sc->broker))
+            runtime_went_down(sc, strerror(-fd));
+        return;
+    }
+    close(fd);
+}
+
+static char *http_metrics(void *ctx, size_t *len)
+{
+    struct sidecar *sc = ctx;
+    return metrics_render(&sc->stats, len);
+}
+
+static bool http_ready(void *ctx, const char **reason)
+{
+    struct sidecar *sc = ctx;
+    update_ready(sc);
+    *reason = sc->stats.not_ready;
+    return sc->stats.ready;
+}
+
 /* ---- lifecycle -------------------------------------------------------------------- */
 
 struct sidecar *sidecar_new(const struct sidecar_config *cfg, char *err, size_t errlen)
@@ -998,6 +1037,7 @@ struct sidecar *sidecar_new(const struct sidecar_config *cfg, char *err, size_t 
         return NULL;
     }
     ev_set_userdata(sc->loop, sc);
+    metrics_init(&sc->stats, cfg->metrics_namespace, cfg->queue_name);
     sc->names.actor = cfg->actor_name;
     sc->names.happy_end = cfg->happy_end;
     sc->names.error_end = cfg->error_end;
@@ -1047,7 +1087,16 @@ struct sidecar *sidecar_new(const struct sidecar_config *cfg, char *err, size_t 
     ev_timer_init(&sc->grace, grace_cb, 1., 0.);
     ev_signal_init(&sc->sigterm, signal_cb, SIGTERM);
     ev_signal_init(&sc->sigint, signal_cb, SIGINT);
+    ev_timer_init(&sc->runtime_probe, runtime_probe_cb, RUNTIME_PROBE_S, RUNTIME_PROBE_S);
     update_ready(sc);
+    if (cfg->metrics_enabled) {
+        struct httpd_handlers h = {.metrics = http_metrics, .ready = http_ready};
+        sc->httpd = httpd_start(sc->loop, cfg->metrics_addr, &h, sc, err, errlen);
+        if (!sc->httpd) {
+            sidecar_free(sc);
+            return NULL;
+        }
+    }
     return sc;
 }
 
@@ -1057,6 +1106,7 @@ int sidecar_run(struct sidecar *sc)
     ev_timer_start(sc->loop, &sc->heartbeat);
     ev_signal_start(sc->loop, &sc->sigterm);
     ev_signal_start(sc->loop, &sc->sigint);
+    ev_timer_start(sc->loop, &sc->runtime_probe);
     schedule_reconnect(sc);
     ev_run(sc->loop, 0);
     broker_disconnect(sc->broker);
@@ -1084,12 +1134,14 @@ void sidecar_free(struct sidecar *sc)
     free(sc->slots);
     free(sc->free_slots);
     broker_free(sc->broker);
+    httpd_stop(sc->httpd);
+    metrics_free(&sc->stats);
     if (sc->loop)
         ev_loop_destroy(sc->loop);
     free(sc);
 }
 
-const struct sidecar_stats *sidecar_stats(const struct sidecar *sc)
+const struct metrics *sidecar_metrics(const struct sidecar *sc)
 {
     return &sc->stats;
 }
