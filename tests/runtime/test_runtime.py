@@ -528,3 +528,54 @@ def test_example_hello_handler(runtime):
     exported = subprocess.run(["nm", "-D", "--defined-only", hello], capture_output=True,
                               text=True, check=True).stdout.split()
     assert {"asya_module_magic", "hello", "asya_init", "asya_fini"} <= set(exported)
+
+
+def test_worker_failing_at_restart_backs_off_and_recovers(runtime, tmp_path):
+    flag = tmp_path / "fail"
+    rt = runtime(lib("rt_hooks") + ":count_inits", env={"ASYA_TEST_FAIL_FLAG": str(flag)})
+    [pid] = rt.workers()
+    flag.write_text("x")
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: "flag file" in rt.stderr(), 5), rt.stderr()
+    assert wait_for(lambda: rt.stderr().count("keeps failing") >= 2, 5), rt.stderr()
+    c = rt.client()
+    c.send(envelope({}))  # waits in the queue while no worker can start
+    time.sleep(0.3)
+    flag.unlink()
+    answer = c.recv()
+    assert answer[0]["payload"]["inits"] == 1
+    c.close()
+    assert rt.proc.poll() is None  # the supervisor never gave up
+
+
+def test_large_messages_round_trip(runtime):
+    rt = runtime(H("echo"), workers=2)
+    big = "\u00e9x" * (3 * 1024 * 1024)  # ~9 MiB of JSON text once encoded
+    c = rt.client()
+    for _ in range(2):
+        answer = c.call(envelope({"data": big}))
+        assert answer[0]["payload"]["data"] == big
+    c.close()
+
+
+def test_many_concurrent_connections(runtime):
+    rt = runtime(H("echo"), workers=4)
+    errors = []
+
+    def client(k):
+        try:
+            c = rt.client()
+            for i in range(4):
+                got = c.call(envelope({"k": k, "i": i}))
+                if got[0]["payload"] != {"k": k, "i": i}:
+                    errors.append((k, i, got))
+            c.close()
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append((k, repr(e)))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
