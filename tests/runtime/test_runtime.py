@@ -416,6 +416,7 @@ BAD_STARTS = [
     (H("echo"), {"ASYA_MAX_MESSAGE_BYTES": "-1"}, ["ASYA_MAX_MESSAGE_BYTES=-1"]),
     (H("echo"), {"ASYA_SOCKET_CHMOD": "0999"}, ["ASYA_SOCKET_CHMOD=0999"]),
     (H("echo"), {"ASYA_LOG_LEVEL": "LOUD"}, ["ASYA_LOG_LEVEL=LOUD"]),
+    (H("echo"), {"ASYA_WORKER_MEMORY_MB": "8"}, ["ASYA_WORKER_MEMORY_MB=8"]),
 ]
 
 
