@@ -621,10 +621,9 @@ static void worker_control(struct worker *w, const char *body, size_t len)
             if (ready == sv->nworkers)
                 start_serving(sv);
         }
-        if (sv->stopping)
-            check_drained(sv);
-        else
-            dispatch(sv);
+        if (!sv->workers_stopping)
+            dispatch(sv); /* queued requests still run while draining */
+        check_drained(sv);
         return;
     }
     w->fatal_reported = true;
@@ -644,10 +643,9 @@ static void worker_answer(struct worker *w, char *body, size_t len)
         conn_send_answer(c, body, len);
     else
         free(body);
-    if (w->sv->stopping)
-        check_drained(w->sv);
-    else
-        dispatch(w->sv);
+    if (!w->sv->workers_stopping)
+        dispatch(w->sv); /* queued requests still run while draining */
+    check_drained(w->sv);
 }
 
 static void worker_protocol_error(struct worker *w, const char *what)
@@ -780,7 +778,7 @@ static void worker_restart_cb(struct ev_loop *loop, ev_timer *t, int revents)
     struct worker *w = t->data;
     (void)loop;
     (void)revents;
-    if (!w->sv->stopping)
+    if (!w->sv->workers_stopping)
         worker_spawn(w);
 }
 
@@ -858,10 +856,11 @@ static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
     w->killed_by_us = w->bad_answer = w->fatal_reported = false;
     w->pid = 0;
 
-    if (sv->stopping) {
+    if (sv->stopping && (sv->workers_stopping || sv->queued == 0)) {
         check_drained(sv);
         return;
     }
+    /* While draining, a replacement is still needed for queued requests. */
     schedule_restart(w, early);
 }
 

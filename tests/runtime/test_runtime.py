@@ -470,6 +470,21 @@ def test_sigterm_drains_in_flight_request(runtime):
     assert "stopped" in rt.stderr()
 
 
+def test_sigterm_drain_runs_queued_requests_too(runtime):
+    rt = runtime(H("pid_sleep"))
+    a, b = rt.client(), rt.client()
+    a.send(envelope({"sleep_ms": 500, "n": "a"}))
+    time.sleep(0.1)
+    b.send(envelope({"sleep_ms": 100, "n": "b"}))  # queued: one worker only
+    time.sleep(0.1)
+    rt.proc.send_signal(signal.SIGTERM)
+    assert a.recv()[0]["payload"]["in"]["n"] == "a"
+    assert b.recv()[0]["payload"]["in"]["n"] == "b"
+    a.close()
+    b.close()
+    assert rt.proc.wait(10) == 0
+
+
 def test_shutdown_timeout_kills_stuck_worker(runtime):
     rt = runtime(H("hang"), env={"ASYA_SHUTDOWN_TIMEOUT": "300ms"})
     [pid] = rt.workers()
