@@ -23,14 +23,22 @@ int sidecar_config_load(struct sidecar_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "ASYA_ACTOR_NAME (or ASYA_QUEUE_NAME) is required");
         return -EINVAL;
     }
+    /* AMQP names are at most 255 bytes: never truncate into another queue's name. */
+    int qlen;
     if (queue) {
-        snprintf(cfg->queue_name, sizeof cfg->queue_name, "%s", queue);
+        qlen = snprintf(cfg->queue_name, sizeof cfg->queue_name, "%s", queue);
         size_t plen = strlen(cfg->queue_prefix);
         /* The actor name is the queue name without the prefix. */
         if (!actor)
             actor = strncmp(queue, cfg->queue_prefix, plen) == 0 ? queue + plen : queue;
     } else {
-        snprintf(cfg->queue_name, sizeof cfg->queue_name, "%s%s", cfg->queue_prefix, actor);
+        qlen = snprintf(cfg->queue_name, sizeof cfg->queue_name, "%s%s", cfg->queue_prefix, actor);
+    }
+    if (qlen < 0 || (size_t)qlen >= sizeof cfg->queue_name) {
+        snprintf(err, errlen, "%s: queue name longer than %zu bytes",
+                 queue ? "ASYA_QUEUE_NAME" : "ASYA_QUEUE_PREFIX + ASYA_ACTOR_NAME",
+                 sizeof cfg->queue_name - 1);
+        return -EINVAL;
     }
     cfg->actor_name = actor;
 
@@ -59,6 +67,11 @@ int sidecar_config_load(struct sidecar_config *cfg, char *err, size_t errlen)
         (rc = envcfg_long("ASYA_MAX_DELIVERY_ATTEMPTS", 5, 1, 1000000,
                           &cfg->max_delivery_attempts, err, errlen)))
         return rc;
+    /* Prefetch bounds the messages this sidecar holds: running, waiting for a
+     * runtime slot, and published but waiting for the broker's confirms.
+     * Unset, it leaves room to keep confirms pipelined (see README). */
+    if (!envcfg_str("ASYA_RABBITMQ_PREFETCH", NULL, NULL, NULL))
+        prefetch = cfg->concurrency * 2 > 100 ? cfg->concurrency * 2 : 100;
     cfg->prefetch = prefetch > cfg->concurrency ? prefetch : cfg->concurrency;
 
     if ((rc = envcfg_duration("ASYA_RUNTIME_TIMEOUT", "5m", DURATION_NS_PER_MS,
@@ -106,7 +119,10 @@ int sidecar_config_load(struct sidecar_config *cfg, char *err, size_t errlen)
 void config_mask_url(const char *url, char *buf, size_t buflen)
 {
     /* amqp://user:pass@host -> amqp://user:***@host; the password ends at the
-     * last '@' of the authority (it may itself contain '@' when not escaped). */
+     * last '@' of the authority (it may itself contain '@' when not escaped).
+     * With no '@' there, an unescaped '/', '?' or '#' in the password (or a
+     * mistyped scheme) may have cut the authority short: then mask up to the
+     * last '@' of the whole URL.  Masking too much is fine; leaking is not. */
     const char *scheme = strstr(url, "://");
     const char *auth = scheme ? scheme + 3 : url;
     const char *end = auth + strcspn(auth, "/?#");
@@ -114,6 +130,8 @@ void config_mask_url(const char *url, char *buf, size_t buflen)
     for (const char *p = auth; p < end; p++)
         if (*p == '@')
             at = p;
+    if (!at)
+        at = strrchr(auth, '@');
     const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
     if (!colon) {
         snprintf(buf, buflen, "%s", url);

@@ -25,48 +25,54 @@
 #define RECONNECT_MAX_DELAY 30.0
 #define RUNTIME_PROBE_S     2.0
 
-enum slot_state {
-    SLOT_FREE = 0,
-    SLOT_RUNTIME,    /* request being written or answer awaited */
-    SLOT_CONFIRMING, /* results published, waiting for broker confirms */
+/*
+ * Two kinds of state, so a slow broker confirm never holds up the handler:
+ * - a message is one consumed delivery, from consume to ack (at most prefetch
+ *   of them, pooled);
+ * - a slot is one runtime call in progress (at most ASYA_CONCURRENCY).  A
+ *   message holds a slot only while the runtime works on it; once its results
+ *   are published it waits for the broker's confirms without a slot.
+ */
+enum msg_state {
+    MSG_FREE = 0,
+    MSG_WAITING,    /* consumed, waiting for a free slot */
+    MSG_RUNTIME,    /* a slot is running it */
+    MSG_CONFIRMING, /* published; waiting for confirms, then ack */
+};
+
+struct message {
+    enum msg_state state;
+    unsigned index;
+    struct message *next; /* waiting FIFO / free list */
+    uint64_t tag;         /* delivery tag */
+    long attempts;        /* earlier failed attempts (x-asya-attempts / x-delivery-count) */
+    char *body;           /* copy of the body; buffer kept for the next message */
+    size_t len, cap;
+    struct envelope env; /* parsed body; empty when it did not parse */
+    size_t unconfirmed;  /* publishes not yet confirmed */
+    bool nacked;         /* the broker refused one of them */
+    bool returned;       /* one of them was unroutable */
+    bool error_routed;   /* already sent a routing_error to error-end */
+    ev_tstamp started, published_at;
 };
 
 struct slot {
     ev_io io;         /* first member: callbacks cast back; watches the runtime socket */
     ev_timer timeout; /* ASYA_RUNTIME_TIMEOUT */
-    struct sidecar *sc;
     unsigned index;
-    enum slot_state state;
-    int fd;           /* runtime connection, kept open between messages; -1 when none */
-    bool fd_reused;   /* the request went on a connection that served an earlier one */
-    bool retried;     /* already resent once on a fresh connection */
-    uint64_t tag;     /* delivery tag of the consumed message */
-    long attempts;    /* earlier failed attempts (x-asya-attempts / x-delivery-count) */
-    char *body;       /* copy of the consumed body; buffer kept between messages */
-    size_t len, cap;
-    struct envelope env; /* parsed body; empty when it did not parse */
+    struct message *msg; /* the message being run, NULL when free */
+    int fd;              /* runtime connection, kept open between messages; -1 when none */
+    bool fd_reused;      /* the request went on a connection that served an earlier one */
+    bool retried;        /* already resent once on a fresh connection */
     unsigned char hdr[FRAME_HEADER_LEN];
-    size_t sent;      /* bytes of header + body written */
+    size_t sent; /* bytes of header + body written */
     struct frame_reader in;
     size_t answer_bytes; /* bytes of the answer received so far */
-    size_t unconfirmed;  /* publishes not yet confirmed */
-    bool nacked;         /* the broker refused one of them */
-    bool returned;       /* one of them was unroutable */
-    bool error_routed;   /* already sent a routing_error to error-end */
-    ev_tstamp started;      /* consumed */
-    ev_tstamp request_at;   /* request sent to the runtime */
-    ev_tstamp published_at; /* results published */
-};
-
-struct delivery_copy {
-    uint64_t tag;
-    long attempts;
-    char *body;
-    size_t len;
+    ev_tstamp request_at;
 };
 
 struct confirm_entry {
-    unsigned slot;
+    unsigned msg;
     bool done;
 };
 
@@ -75,26 +81,34 @@ struct sidecar {
     const struct sidecar_config *cfg;
     struct broker *broker;
     struct routing_names names;
+
     struct slot *slots;
     unsigned nslots;
     unsigned *free_slots; /* stack of free slot indices */
-    unsigned nfree;
+    unsigned nfree_slots;
 
-    /* Deliveries waiting for a slot (only when prefetch > concurrency). */
-    struct delivery_copy *waiting;
-    size_t nwaiting, waiting_cap;
+    struct message *msgs; /* pool of prefetch messages */
+    unsigned nmsgs;
+    struct message *free_msgs;
+    struct message *wait_head, *wait_tail; /* FIFO of MSG_WAITING */
 
     /* Publisher confirms: entry i is for sequence number confirm_base + i. */
     struct confirm_entry *confirms;
     size_t nconfirms, confirm_head, confirms_cap;
     uint64_t confirm_base;
 
+    /* Acks are batched: settled tags wait here until the end of the loop
+     * iteration, then go out as one multiple=true ack where that is safe. */
+    uint64_t *acks;
+    size_t nacks;
+
     ev_io broker_io;
-    ev_prepare broker_prepare; /* polls frames rabbitmq-c buffered during RPCs */
+    ev_prepare prepare; /* flushes acks, polls frames rabbitmq-c buffered during RPCs */
     ev_timer heartbeat;
     ev_timer reconnect;
-    ev_timer lost;        /* deferred handling of a lost broker connection */
+    ev_timer lost; /* deferred handling of a lost broker connection */
     ev_timer runtime_retry;
+    ev_timer runtime_probe;
     ev_timer grace;
     ev_signal sigterm, sigint;
 
@@ -107,18 +121,17 @@ struct sidecar {
     int exit_code;
     struct metrics stats;
     struct httpd *httpd;
-    ev_timer runtime_probe;
 };
 
 static void slot_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void slot_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents);
-static void slot_begin(struct sidecar *sc, struct slot *s);
+static void message_begin(struct sidecar *sc, struct message *m);
 static void update_ready(struct sidecar *sc);
 static void maybe_finish_shutdown(struct sidecar *sc);
 
-static const char *slot_id(const struct slot *s)
+static const char *msg_id(const struct message *m)
 {
-    return s->env.id;
+    return m->env.id;
 }
 
 /* ---- broker failure -------------------------------------------------------- */
@@ -135,51 +148,129 @@ static void broker_fail(struct sidecar *sc, const char *why)
     ev_timer_start(sc->loop, &sc->lost);
 }
 
+/* ---- messages ----------------------------------------------------------------- */
+
+static void message_free(struct sidecar *sc, struct message *m)
+{
+    envelope_free(&m->env);
+    if (m->cap > (1u << 20)) { /* keep small buffers for reuse, not huge ones */
+        free(m->body);
+        m->body = NULL;
+        m->cap = 0;
+    }
+    m->state = MSG_FREE;
+    m->unconfirmed = 0;
+    m->nacked = m->returned = m->error_routed = false;
+    m->next = sc->free_msgs;
+    sc->free_msgs = m;
+    sc->stats.active--;
+}
+
+static void wait_push(struct sidecar *sc, struct message *m)
+{
+    m->state = MSG_WAITING;
+    m->next = NULL;
+    if (sc->wait_tail)
+        sc->wait_tail->next = m;
+    else
+        sc->wait_head = m;
+    sc->wait_tail = m;
+}
+
+static struct message *wait_pop(struct sidecar *sc)
+{
+    struct message *m = sc->wait_head;
+    if (m) {
+        sc->wait_head = m->next;
+        if (!sc->wait_head)
+            sc->wait_tail = NULL;
+        m->next = NULL;
+    }
+    return m;
+}
+
+/* Settle with an ack, batched until the end of this loop iteration. */
+static void message_ack(struct sidecar *sc, struct message *m)
+{
+    sc->acks[sc->nacks++] = m->tag;
+    ev_tstamp now = ev_time();
+    if (m->published_at > 0)
+        histogram_observe(&sc->stats.confirm, now - m->published_at);
+    histogram_observe(&sc->stats.processing, now - m->started);
+    log_debug_id(msg_id(m), "done after %.2f ms", (now - m->started) * 1000.0);
+}
+
+static void message_reject(struct sidecar *sc, struct message *m)
+{
+    if (broker_reject(sc->broker, m->tag, true))
+        broker_fail(sc, "reject failed");
+}
+
+/* Lowest delivery tag still unsettled, or UINT64_MAX. */
+static uint64_t lowest_unsettled(const struct sidecar *sc)
+{
+    uint64_t low = UINT64_MAX;
+    for (unsigned i = 0; i < sc->nmsgs; i++)
+        if (sc->msgs[i].state != MSG_FREE && sc->msgs[i].tag < low)
+            low = sc->msgs[i].tag;
+    return low;
+}
+
+/* Send the batched acks: one multiple=true ack covers every settled tag below
+ * the lowest unsettled one; tags above it (settled out of order) go singly. */
+static void flush_acks(struct sidecar *sc)
+{
+    if (sc->nacks == 0 || !broker_connected(sc->broker)) {
+        sc->nacks = 0;
+        return;
+    }
+    uint64_t low = lowest_unsettled(sc);
+    uint64_t upto = 0;
+    int rc = 0;
+    for (size_t i = 0; i < sc->nacks; i++) {
+        if (sc->acks[i] < low) {
+            if (sc->acks[i] > upto)
+                upto = sc->acks[i];
+        } else {
+            rc |= broker_ack(sc->broker, sc->acks[i], false);
+        }
+    }
+    if (upto)
+        rc |= broker_ack(sc->broker, upto, true);
+    sc->nacks = 0;
+    if (rc)
+        broker_fail(sc, "ack failed");
+}
+
 /* ---- slots ------------------------------------------------------------------ */
 
-static void slot_close_runtime(struct slot *s)
+static void slot_close_runtime(struct sidecar *sc, struct slot *s)
 {
-    ev_io_stop(s->sc->loop, &s->io);
+    ev_io_stop(sc->loop, &s->io);
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
     frame_reader_reset(&s->in);
 }
 
-/* Return the slot to the free list and start the next waiting delivery. */
+/* Free the slot (its runtime connection stays open for the next message)
+ * and give it to the next waiting message. */
 static void slot_release(struct sidecar *sc, struct slot *s)
 {
     ev_timer_stop(sc->loop, &s->timeout);
-    envelope_free(&s->env);
+    if (s->fd >= 0)
+        ev_io_stop(sc->loop, &s->io);
     frame_reader_reset(&s->in);
-    if (s->fd >= 0) {
-        ev_io_stop(sc->loop, &s->io); /* keep the connection for the next message */
-    }
-    s->state = SLOT_FREE;
-    s->unconfirmed = 0;
-    s->nacked = s->returned = s->error_routed = false;
-    sc->free_slots[sc->nfree++] = s->index;
-    sc->stats.active--;
-
-    if (sc->nwaiting > 0 && !sc->runtime_down && !sc->shutting_down) {
-        struct delivery_copy d = sc->waiting[0];
-        memmove(sc->waiting, sc->waiting + 1, (sc->nwaiting - 1) * sizeof *sc->waiting);
-        sc->nwaiting--;
-        struct slot *next = &sc->slots[sc->free_slots[--sc->nfree]];
-        free(next->body);
-        next->body = d.body;
-        next->len = d.len;
-        next->cap = d.len + 1;
-        next->tag = d.tag;
-        next->attempts = d.attempts;
-        sc->stats.active++;
-        slot_begin(sc, next);
-    }
-    maybe_finish_shutdown(sc);
+    s->msg = NULL;
+    sc->free_slots[sc->nfree_slots++] = s->index;
+    if (!sc->runtime_down && !sc->shutting_down && sc->wait_head)
+        message_begin(sc, wait_pop(sc));
 }
 
-/* Record a publish of slot s under confirm sequence seq. */
-static int confirm_track(struct sidecar *sc, uint64_t seq, struct slot *s)
+/* ---- publishing ----------------------------------------------------------------- */
+
+/* Record a publish of message m under confirm sequence seq. */
+static int confirm_track(struct sidecar *sc, uint64_t seq, struct message *m)
 {
     if (sc->nconfirms == 0) {
         sc->confirm_base = seq;
@@ -205,16 +296,16 @@ static int confirm_track(struct sidecar *sc, uint64_t seq, struct slot *s)
             sc->confirms_cap = cap;
         }
     }
-    sc->confirms[sc->nconfirms].slot = s->index;
+    sc->confirms[sc->nconfirms].msg = m->index;
     sc->confirms[sc->nconfirms].done = false;
     sc->nconfirms++;
-    s->unconfirmed++;
+    m->unconfirmed++;
     return 0;
 }
 
-/* Publish every item of plan for slot s.  Returns 0, or -1 when the broker
- * connection failed (already reported). */
-static int publish_plan(struct sidecar *sc, struct slot *s, const struct route_plan *plan)
+/* Publish every item of plan for message m.  Returns 0, or -1 when the
+ * broker connection failed (already reported). */
+static int publish_plan(struct sidecar *sc, struct message *m, const struct route_plan *plan)
 {
     char err[256];
     for (size_t i = 0; i < plan->count; i++) {
@@ -233,7 +324,7 @@ static int publish_plan(struct sidecar *sc, struct slot *s, const struct route_p
             broker_fail(sc, err);
             return -1;
         }
-        if (confirm_track(sc, seq, s)) {
+        if (confirm_track(sc, seq, m)) {
             broker_fail(sc, "out of memory tracking confirms");
             return -1;
         }
@@ -241,74 +332,65 @@ static int publish_plan(struct sidecar *sc, struct slot *s, const struct route_p
         snprintf(queue, sizeof queue, "%s%s", sc->cfg->queue_prefix, p->actor);
         metrics_sent(&sc->stats, queue, (enum sent_type)p->kind, len);
         histogram_observe(&sc->stats.queue_send, ev_time() - t0);
-        log_debug_id(slot_id(s), "published to %s (seq %llu)", p->actor,
-                     (unsigned long long)seq);
+        log_debug_id(msg_id(m), "published to %s (seq %llu)", p->actor, (unsigned long long)seq);
     }
     return 0;
 }
 
 /* Settle the consumed message once nothing it produced is unconfirmed. */
-static void slot_settle(struct sidecar *sc, struct slot *s)
+static void message_settle(struct sidecar *sc, struct message *m)
 {
-    if (s->nacked) {
+    if (m->nacked) {
         sc->stats.requeued[REQUEUE_BROKER_NACK]++;
-        log_warn_id(slot_id(s), "the broker refused a publish; requeueing the message");
-        if (broker_reject(sc->broker, s->tag, true))
-            broker_fail(sc, "reject failed");
-    } else if (s->returned && !s->error_routed && s->env.root) {
+        log_warn_id(msg_id(m), "the broker refused a publish; requeueing the message");
+        message_reject(sc, m);
+    } else if (m->returned && !m->error_routed && m->env.root) {
         /* A destination vanished between declare and publish: report it. */
-        s->returned = false;
-        s->error_routed = true;
+        m->returned = false;
+        m->error_routed = true;
         sc->stats.failed[FAILED_ROUTING]++;
         struct route_plan plan;
-        if (routing_plan_error(&sc->names, &s->env, "routing_error", "UnroutableMessage",
+        if (routing_plan_error(&sc->names, &m->env, "routing_error", "UnroutableMessage",
                                "a result could not be routed to its destination queue",
                                &plan) != 0) {
             broker_fail(sc, "out of memory building an error envelope");
             return;
         }
-        publish_plan(sc, s, &plan);
+        publish_plan(sc, m, &plan);
         route_plan_free(&plan);
         return; /* settled again when this publish is confirmed */
-    } else if (s->returned) {
-        log_error_id(slot_id(s), "error-end is unroutable; requeueing the message");
-        if (broker_reject(sc->broker, s->tag, true))
-            broker_fail(sc, "reject failed");
+    } else if (m->returned) {
+        log_error_id(msg_id(m), "error-end is unroutable; requeueing the message");
+        message_reject(sc, m);
     } else {
-        if (broker_ack(sc->broker, s->tag, false))
-            broker_fail(sc, "ack failed");
-        ev_tstamp now = ev_time();
-        if (s->published_at > 0)
-            histogram_observe(&sc->stats.confirm, now - s->published_at);
-        histogram_observe(&sc->stats.processing, now - s->started);
-        log_debug_id(slot_id(s), "acked after %.1f ms",
-                     (ev_now(sc->loop) - s->started) * 1000.0);
+        message_ack(sc, m);
     }
-    slot_release(sc, s);
+    message_free(sc, m);
+    maybe_finish_shutdown(sc);
 }
 
-/* Route a plan for slot s and wait for its confirms. */
-static void slot_publish(struct sidecar *sc, struct slot *s, struct route_plan *plan)
+/* Publish a plan for message m (any slot already released) and wait for its
+ * confirms. */
+static void message_publish(struct sidecar *sc, struct message *m, struct route_plan *plan)
 {
-    ev_timer_stop(sc->loop, &s->timeout);
-    s->state = SLOT_CONFIRMING;
-    s->published_at = ev_time();
-    int rc = publish_plan(sc, s, plan);
+    m->state = MSG_CONFIRMING;
+    m->published_at = ev_time();
+    int rc = publish_plan(sc, m, plan);
     route_plan_free(plan);
-    if (rc == 0 && s->unconfirmed == 0)
-        slot_settle(sc, s);
+    if (rc == 0 && m->unconfirmed == 0)
+        message_settle(sc, m);
 }
 
-static void slot_route_error(struct sidecar *sc, struct slot *s, const char *code,
-                             const char *type, const char *message)
+static void message_route_error(struct sidecar *sc, struct message *m, const char *code,
+                                const char *type, const char *text)
 {
     struct route_plan plan;
-    log_warn_id(slot_id(s), "%s: %s", code, message);
-    if (routing_plan_error(&sc->names, &s->env, code, type, message, &plan)) {
+    log_warn_id(msg_id(m), "%s: %s", code, text);
+    if (routing_plan_error(&sc->names, &m->env, code, type, text, &plan)) {
         broker_fail(sc, "out of memory building an error envelope");
         return;
     }
-    slot_publish(sc, s, &plan);
+    message_publish(sc, m, &plan);
 }
 
 /* ---- the runtime being unreachable ------------------------------------------ */
@@ -327,13 +409,13 @@ static void runtime_went_down(struct sidecar *sc, const char *why)
         ev_timer_set(&sc->runtime_retry, sc->runtime_backoff, 0.);
         ev_timer_start(sc->loop, &sc->runtime_retry);
     }
-    /* Deliveries that were waiting for a slot go back too. */
-    for (size_t i = 0; i < sc->nwaiting; i++) {
-        broker_reject(sc->broker, sc->waiting[i].tag, true);
-        free(sc->waiting[i].body);
+    /* Messages waiting for a slot go back too. */
+    struct message *m;
+    while ((m = wait_pop(sc))) {
         sc->stats.requeued[REQUEUE_RUNTIME_UNAVAILABLE]++;
+        message_reject(sc, m);
+        message_free(sc, m);
     }
-    sc->nwaiting = 0;
     update_ready(sc);
 }
 
@@ -375,11 +457,12 @@ static bool runtime_conn_alive(int fd)
 }
 
 /* Open or reuse the runtime connection and start writing the request.
- * Returns 0, or -1 when the runtime is unreachable (slot untouched). */
+ * Returns 0, or a negative errno when the runtime is unreachable. */
 static int slot_connect_and_send(struct sidecar *sc, struct slot *s)
 {
+    struct message *m = s->msg;
     if (s->fd >= 0 && !runtime_conn_alive(s->fd))
-        slot_close_runtime(s);
+        slot_close_runtime(sc, s);
     s->fd_reused = s->fd >= 0;
     if (s->fd < 0) {
         int fd = usock_connect(sc->cfg->socket_path, 1);
@@ -388,10 +471,9 @@ static int slot_connect_and_send(struct sidecar *sc, struct slot *s)
         s->fd = fd;
     }
     frame_reader_init(&s->in, (size_t)sc->cfg->max_message_bytes);
-    frame_put_header(s->hdr, (uint32_t)s->len);
+    frame_put_header(s->hdr, (uint32_t)m->len);
     s->sent = 0;
     s->answer_bytes = 0;
-    s->state = SLOT_RUNTIME;
     ev_io_set(&s->io, s->fd, EV_WRITE);
     ev_io_start(sc->loop, &s->io);
     return 0;
@@ -400,13 +482,15 @@ static int slot_connect_and_send(struct sidecar *sc, struct slot *s)
 /* Requeue a message the runtime could not take (no socket, refused). */
 static void slot_requeue_runtime_down(struct sidecar *sc, struct slot *s, int err)
 {
-    log_info_id(slot_id(s), "runtime unreachable (%s): message requeued", strerror(-err));
+    struct message *m = s->msg;
+    log_info_id(msg_id(m), "runtime unreachable (%s): message requeued", strerror(-err));
     sc->stats.requeued[REQUEUE_RUNTIME_UNAVAILABLE]++;
-    if (broker_reject(sc->broker, s->tag, true))
-        broker_fail(sc, "reject failed");
-    slot_close_runtime(s);
+    slot_close_runtime(sc, s);
+    message_reject(sc, m);
+    message_free(sc, m);
     runtime_went_down(sc, strerror(-err));
     slot_release(sc, s);
+    maybe_finish_shutdown(sc);
 }
 
 /*
@@ -417,7 +501,8 @@ static void slot_requeue_runtime_down(struct sidecar *sc, struct slot *s, int er
  */
 static void slot_runtime_broken(struct sidecar *sc, struct slot *s, const char *why)
 {
-    slot_close_runtime(s);
+    struct message *m = s->msg;
+    slot_close_runtime(sc, s);
     if (s->answer_bytes == 0 && s->fd_reused && !s->retried) {
         /* A kept-open connection the runtime had closed: resend once. */
         s->retried = true;
@@ -429,58 +514,61 @@ static void slot_runtime_broken(struct sidecar *sc, struct slot *s, const char *
         slot_requeue_runtime_down(sc, s, rc);
         return;
     }
-    long attempts = s->attempts + 1;
+    slot_release(sc, s);
+    long attempts = m->attempts + 1;
     if (attempts >= sc->cfg->max_delivery_attempts) {
-        char msg[256];
-        snprintf(msg, sizeof msg,
-                 "the runtime connection broke during %ld attempts (last: %s); giving up",
-                 attempts, why);
+        char text[256];
+        snprintf(text, sizeof text,
+                 "the runtime connection broke during %ld attempts (last: %s); giving up", attempts,
+                 why);
         sc->stats.failed[FAILED_POISON]++;
-        slot_route_error(sc, s, "poison_message", "PoisonMessage", msg);
+        message_route_error(sc, m, "poison_message", "PoisonMessage", text);
         return;
     }
-    log_warn_id(slot_id(s), "runtime connection broke mid-request (%s): retrying (attempt %ld of %ld)",
-                why, attempts + 1, sc->cfg->max_delivery_attempts);
+    log_warn_id(msg_id(m),
+                "runtime connection broke mid-request (%s): retrying (attempt %ld of %ld)", why,
+                attempts + 1, sc->cfg->max_delivery_attempts);
     sc->stats.requeued[REQUEUE_RUNTIME_BROKEN]++;
     char err[256];
     uint64_t seq;
-    ev_timer_stop(sc->loop, &s->timeout);
-    s->state = SLOT_CONFIRMING;
-    if (broker_publish_queue(sc->broker, sc->cfg->queue_name, s->body, s->len, attempts, &seq, err,
-                             sizeof err)) {
+    m->state = MSG_CONFIRMING;
+    if (broker_publish_queue(sc->broker, sc->cfg->queue_name, m->body, m->len, attempts, &seq,
+                             err, sizeof err)) {
         broker_fail(sc, err);
         return;
     }
-    if (confirm_track(sc, seq, s))
+    if (confirm_track(sc, seq, m))
         broker_fail(sc, "out of memory tracking confirms");
 }
 
 static void slot_handle_answer(struct sidecar *sc, struct slot *s, char *answer, size_t len)
 {
+    struct message *m = s->msg;
     char err[256];
     histogram_observe(&sc->stats.runtime_exec, ev_time() - s->request_at);
     struct runtime_response resp;
     int rc = protocol_parse_response(answer, len, &resp, err, sizeof err);
     free(answer);
-    ev_io_stop(sc->loop, &s->io); /* keep the connection for the next message */
+    if (rc)
+        slot_close_runtime(sc, s); /* a runtime that talks nonsense gets a fresh connection */
+    slot_release(sc, s);
 
     if (sc->cfg->is_end_actor) {
         if (rc == 0 && resp.kind == RESPONSE_ERROR)
-            log_warn_id(slot_id(s), "end actor handler answered %s", resp.error);
+            log_warn_id(msg_id(m), "end actor handler answered %s", resp.error);
         protocol_response_free(&resp);
         sc->stats.processed[PROCESSED_END_CONSUMED]++;
-        s->state = SLOT_CONFIRMING;
-        slot_settle(sc, s);
+        m->state = MSG_CONFIRMING;
+        message_settle(sc, m);
         return;
     }
     if (rc) {
         sc->stats.failed[FAILED_RUNTIME_RESPONSE]++;
-        slot_close_runtime(s);
-        slot_route_error(sc, s, PROTO_PROCESSING_ERROR, "InvalidRuntimeResponse", err);
+        message_route_error(sc, m, PROTO_PROCESSING_ERROR, "InvalidRuntimeResponse", err);
         return;
     }
     struct route_plan plan;
-    if (routing_plan_response(&sc->names, &s->env, &resp, &plan)) {
+    if (routing_plan_response(&sc->names, &m->env, &resp, &plan)) {
         protocol_response_free(&resp);
         broker_fail(sc, "out of memory routing a result");
         return;
@@ -495,29 +583,30 @@ static void slot_handle_answer(struct sidecar *sc, struct slot *s, char *answer,
     case OUTCOME_RUNTIME_ERROR:
         sc->stats.failed[FAILED_RUNTIME]++;
         metrics_runtime_error(&sc->stats, resp.error);
-        log_info_id(slot_id(s), "runtime answered %s", resp.error);
+        log_info_id(msg_id(m), "runtime answered %s", resp.error);
         break;
     default:
         sc->stats.failed[FAILED_RUNTIME_RESPONSE]++;
         break;
     }
     protocol_response_free(&resp);
-    slot_publish(sc, s, &plan);
+    message_publish(sc, m, &plan);
 }
 
 static void slot_write(struct sidecar *sc, struct slot *s)
 {
-    while (s->sent < FRAME_HEADER_LEN + s->len) {
+    struct message *m = s->msg;
+    while (s->sent < FRAME_HEADER_LEN + m->len) {
         struct iovec iov[2];
         int n = 0;
         if (s->sent < FRAME_HEADER_LEN) {
             iov[n].iov_base = s->hdr + s->sent;
             iov[n++].iov_len = FRAME_HEADER_LEN - s->sent;
-            iov[n].iov_base = s->body;
-            iov[n++].iov_len = s->len;
+            iov[n].iov_base = m->body;
+            iov[n++].iov_len = m->len;
         } else {
-            iov[n].iov_base = s->body + (s->sent - FRAME_HEADER_LEN);
-            iov[n++].iov_len = s->len - (s->sent - FRAME_HEADER_LEN);
+            iov[n].iov_base = m->body + (s->sent - FRAME_HEADER_LEN);
+            iov[n++].iov_len = m->len - (s->sent - FRAME_HEADER_LEN);
         }
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
         ssize_t w = sendmsg(s->fd, &mh, MSG_NOSIGNAL);
@@ -550,7 +639,8 @@ static void slot_read(struct sidecar *sc, struct slot *s)
             return;
         }
         if (n == 0) {
-            slot_runtime_broken(sc, s, s->answer_bytes ? "closed mid-answer" : "closed before answering");
+            slot_runtime_broken(sc, s,
+                                s->answer_bytes ? "closed mid-answer" : "closed before answering");
             return;
         }
         s->answer_bytes += (size_t)n;
@@ -559,20 +649,21 @@ static void slot_read(struct sidecar *sc, struct slot *s)
         if (st == FRAME_INCOMPLETE)
             continue;
         if (st == FRAME_TOO_LARGE || st == FRAME_NOMEM) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "runtime answer of %u bytes exceeds ASYA_MAX_MESSAGE_BYTES (%ld)",
+            char text[160];
+            snprintf(text, sizeof text,
+                     "runtime answer of %u bytes exceeds ASYA_MAX_MESSAGE_BYTES (%ld)",
                      s->in.announced, sc->cfg->max_message_bytes);
+            struct message *m = s->msg;
             sc->stats.failed[FAILED_RUNTIME_RESPONSE]++;
-            slot_close_runtime(s);
-            slot_route_error(sc, s, PROTO_PROCESSING_ERROR, "ResponseTooLarge", msg);
+            slot_close_runtime(sc, s);
+            slot_release(sc, s);
+            message_route_error(sc, m, PROTO_PROCESSING_ERROR, "ResponseTooLarge", text);
             return;
         }
         size_t alen;
         char *answer = frame_reader_take(&s->in, &alen);
-        if (used < (size_t)n) {
-            /* Bytes after the answer: the stream is out of step; do not reuse it. */
-            slot_close_runtime(s);
-        }
+        if (used < (size_t)n)
+            slot_close_runtime(sc, s); /* bytes after the answer: out of step, do not reuse */
         slot_handle_answer(sc, s, answer, alen);
         return;
     }
@@ -582,7 +673,7 @@ static void slot_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct slot *s = (struct slot *)w;
     struct sidecar *sc = ev_userdata(loop);
-    if (s->state != SLOT_RUNTIME) {
+    if (!s->msg) {
         ev_io_stop(loop, w);
         return;
     }
@@ -596,90 +687,34 @@ static void slot_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct slot *s = (struct slot *)((char *)w - offsetof(struct slot, timeout));
     struct sidecar *sc = ev_userdata(loop);
+    struct message *m = s->msg;
     (void)revents;
-    if (s->state != SLOT_RUNTIME)
+    if (!m)
         return;
-    char d[32], msg[160];
+    char d[32], text[160];
     duration_format(sc->cfg->runtime_timeout_ns, d, sizeof d);
-    snprintf(msg, sizeof msg, "the runtime did not answer within %s (ASYA_RUNTIME_TIMEOUT)", d);
+    snprintf(text, sizeof text, "the runtime did not answer within %s (ASYA_RUNTIME_TIMEOUT)", d);
     sc->stats.failed[FAILED_TIMEOUT]++;
     metrics_runtime_error(&sc->stats, PROTO_TIMEOUT_ERROR);
     /* Dropping the connection makes asya-runtime kill and replace the worker. */
-    slot_close_runtime(s);
+    slot_close_runtime(sc, s);
+    slot_release(sc, s);
     if (sc->cfg->is_end_actor) {
-        log_warn_id(slot_id(s), "%s", msg);
-        s->state = SLOT_CONFIRMING;
-        slot_settle(sc, s);
+        log_warn_id(msg_id(m), "%s", text);
+        m->state = MSG_CONFIRMING;
+        message_settle(sc, m);
         return;
     }
-    slot_route_error(sc, s, PROTO_TIMEOUT_ERROR, "TimeoutError", msg);
+    message_route_error(sc, m, PROTO_TIMEOUT_ERROR, "TimeoutError", text);
 }
 
-/* Decide what to do with the message now in slot s. */
-static void slot_begin(struct sidecar *sc, struct slot *s)
+/* Hand message m to a free slot (one must exist). */
+static void message_run(struct sidecar *sc, struct message *m)
 {
-    char err[256];
-    s->started = ev_time();
-    s->published_at = 0;
+    struct slot *s = &sc->slots[sc->free_slots[--sc->nfree_slots]];
+    s->msg = m;
     s->retried = false;
-    s->state = SLOT_CONFIRMING;
-    sc->stats.received++;
-    histogram_observe(&sc->stats.size_in, (double)s->len);
-
-    if (s->len > (size_t)sc->cfg->max_message_bytes) {
-        snprintf(err, sizeof err, "message of %zu bytes exceeds ASYA_MAX_MESSAGE_BYTES (%ld)",
-                 s->len, sc->cfg->max_message_bytes);
-        sc->stats.failed[FAILED_TOO_LARGE]++;
-        log_warn("%s", err);
-        struct route_plan plan;
-        /* Keep only the start of the body: the whole of it is what was refused. */
-        if (routing_plan_malformed(&sc->names, s->body, s->len < 1024 ? s->len : 1024,
-                                   "msg_parsing_error", "MessageTooLarge", err, &plan)) {
-            broker_fail(sc, "out of memory");
-            return;
-        }
-        if (sc->cfg->is_end_actor) {
-            route_plan_free(&plan);
-            slot_settle(sc, s);
-            return;
-        }
-        slot_publish(sc, s, &plan);
-        return;
-    }
-
-    int flags = sc->cfg->is_end_actor ? ENVELOPE_ALLOW_FINISHED : 0;
-    if (envelope_parse(s->body, s->len, flags, &s->env, err, sizeof err)) {
-        sc->stats.failed[strncmp(err, "invalid JSON", 12) == 0 ? FAILED_PARSE
-                                                                : FAILED_VALIDATION]++;
-        log_warn("invalid envelope: %s", err);
-        if (sc->cfg->is_end_actor) {
-            slot_settle(sc, s);
-            return;
-        }
-        struct route_plan plan;
-        if (routing_plan_malformed(&sc->names, s->body, s->len, NULL, NULL, err, &plan)) {
-            broker_fail(sc, "out of memory");
-            return;
-        }
-        slot_publish(sc, s, &plan);
-        return;
-    }
-
-    if (s->attempts >= sc->cfg->max_delivery_attempts && !sc->cfg->is_end_actor) {
-        snprintf(err, sizeof err, "delivered %ld times without completing; giving up",
-                 s->attempts);
-        sc->stats.failed[FAILED_POISON]++;
-        slot_route_error(sc, s, "poison_message", "PoisonMessage", err);
-        return;
-    }
-
-    if (!sc->cfg->is_end_actor) {
-        const char *me = envelope_actor(&s->env, s->env.current);
-        if (me && strcmp(me, sc->cfg->actor_name) != 0)
-            log_warn_id(slot_id(s), "route.actors[%zu] is %s, not this actor (%s); processing anyway",
-                        s->env.current, me, sc->cfg->actor_name);
-    }
-
+    m->state = MSG_RUNTIME;
     int rc = slot_connect_and_send(sc, s);
     if (rc) {
         slot_requeue_runtime_down(sc, s, rc);
@@ -691,55 +726,109 @@ static void slot_begin(struct sidecar *sc, struct slot *s)
     slot_write(sc, s);
 }
 
+/* Decide what to do with a message that has just been consumed or has just
+ * got its turn. */
+static void message_begin(struct sidecar *sc, struct message *m)
+{
+    char err[256];
+    if (m->state == MSG_WAITING)
+        goto run; /* checks already done when it was consumed */
+    m->started = ev_time();
+    m->published_at = 0;
+    sc->stats.received++;
+    histogram_observe(&sc->stats.size_in, (double)m->len);
+
+    if (m->len > (size_t)sc->cfg->max_message_bytes) {
+        snprintf(err, sizeof err, "message of %zu bytes exceeds ASYA_MAX_MESSAGE_BYTES (%ld)",
+                 m->len, sc->cfg->max_message_bytes);
+        sc->stats.failed[FAILED_TOO_LARGE]++;
+        log_warn("%s", err);
+        if (sc->cfg->is_end_actor) {
+            message_settle(sc, m);
+            return;
+        }
+        struct route_plan plan;
+        /* Keep only the start of the body: the whole of it is what was refused. */
+        if (routing_plan_malformed(&sc->names, m->body, m->len < 1024 ? m->len : 1024,
+                                   "msg_parsing_error", "MessageTooLarge", err, &plan)) {
+            broker_fail(sc, "out of memory");
+            return;
+        }
+        message_publish(sc, m, &plan);
+        return;
+    }
+
+    int flags = sc->cfg->is_end_actor ? ENVELOPE_ALLOW_FINISHED : 0;
+    if (envelope_parse(m->body, m->len, flags, &m->env, err, sizeof err)) {
+        sc->stats.failed[strncmp(err, "invalid JSON", 12) == 0 ? FAILED_PARSE
+                                                                : FAILED_VALIDATION]++;
+        log_warn("invalid envelope: %s", err);
+        if (sc->cfg->is_end_actor) {
+            message_settle(sc, m);
+            return;
+        }
+        struct route_plan plan;
+        if (routing_plan_malformed(&sc->names, m->body, m->len, NULL, NULL, err, &plan)) {
+            broker_fail(sc, "out of memory");
+            return;
+        }
+        message_publish(sc, m, &plan);
+        return;
+    }
+
+    if (m->attempts >= sc->cfg->max_delivery_attempts && !sc->cfg->is_end_actor) {
+        snprintf(err, sizeof err, "delivered %ld times without completing; giving up",
+                 m->attempts);
+        sc->stats.failed[FAILED_POISON]++;
+        message_route_error(sc, m, "poison_message", "PoisonMessage", err);
+        return;
+    }
+
+    if (!sc->cfg->is_end_actor) {
+        const char *me = envelope_actor(&m->env, m->env.current);
+        if (me && strcmp(me, sc->cfg->actor_name) != 0)
+            log_warn_id(msg_id(m),
+                        "route.actors[%zu] is %s, not this actor (%s); processing anyway",
+                        m->env.current, me, sc->cfg->actor_name);
+    }
+    if (sc->nfree_slots == 0) {
+        wait_push(sc, m);
+        return;
+    }
+run:
+    message_run(sc, m);
+}
+
 /* ---- broker events ------------------------------------------------------------ */
 
 static void on_delivery(void *ctx, const struct broker_delivery *d)
 {
     struct sidecar *sc = ctx;
-    if (sc->shutting_down || sc->runtime_down) {
+    struct message *m = sc->free_msgs;
+    if (sc->shutting_down || sc->runtime_down || !m) {
+        /* Not ours to run now (or more deliveries than prefetch: never expected). */
         broker_reject(sc->broker, d->tag, true);
         return;
     }
-    if (sc->nfree == 0) {
-        if (sc->nwaiting == sc->waiting_cap) {
-            size_t cap = sc->waiting_cap ? sc->waiting_cap * 2 : 16;
-            struct delivery_copy *w = realloc(sc->waiting, cap * sizeof *w);
-            if (!w) {
-                broker_reject(sc->broker, d->tag, true);
-                return;
-            }
-            sc->waiting = w;
-            sc->waiting_cap = cap;
-        }
-        char *copy = malloc(d->len + 1);
-        if (!copy) {
-            broker_reject(sc->broker, d->tag, true);
-            return;
-        }
-        memcpy(copy, d->body, d->len);
-        copy[d->len] = '\0';
-        sc->waiting[sc->nwaiting++] =
-            (struct delivery_copy){.tag = d->tag, .attempts = d->attempts, .body = copy, .len = d->len};
-        return;
-    }
-    struct slot *s = &sc->slots[sc->free_slots[--sc->nfree]];
-    if (s->cap < d->len + 1) {
-        char *nb = realloc(s->body, d->len + 1);
+    if (m->cap < d->len + 1) {
+        char *nb = realloc(m->body, d->len + 1);
         if (!nb) {
-            sc->free_slots[sc->nfree++] = s->index;
             broker_reject(sc->broker, d->tag, true);
             return;
         }
-        s->body = nb;
-        s->cap = d->len + 1;
+        m->body = nb;
+        m->cap = d->len + 1;
     }
-    memcpy(s->body, d->body, d->len);
-    s->body[d->len] = '\0';
-    s->len = d->len;
-    s->tag = d->tag;
-    s->attempts = d->attempts;
+    sc->free_msgs = m->next;
+    m->next = NULL;
+    memcpy(m->body, d->body, d->len);
+    m->body[d->len] = '\0';
+    m->len = d->len;
+    m->tag = d->tag;
+    m->attempts = d->attempts;
+    m->state = MSG_RUNTIME; /* not yet waiting; message_begin decides */
     sc->stats.active++;
-    slot_begin(sc, s);
+    message_begin(sc, m);
 }
 
 static void settle_seq(struct sidecar *sc, size_t i, bool ack)
@@ -748,11 +837,11 @@ static void settle_seq(struct sidecar *sc, size_t i, bool ack)
     if (e->done)
         return;
     e->done = true;
-    struct slot *s = &sc->slots[e->slot];
+    struct message *m = &sc->msgs[e->msg];
     if (!ack)
-        s->nacked = true;
-    if (s->unconfirmed > 0 && --s->unconfirmed == 0 && s->state == SLOT_CONFIRMING)
-        slot_settle(sc, s);
+        m->nacked = true;
+    if (m->unconfirmed > 0 && --m->unconfirmed == 0 && m->state == MSG_CONFIRMING)
+        message_settle(sc, m);
 }
 
 static void on_confirm(void *ctx, uint64_t seq, bool multiple, bool ack)
@@ -783,38 +872,50 @@ static void on_returned(void *ctx, uint64_t seq, const char *routing_key)
     log_warn("publish to %s was unroutable (returned by the broker)", routing_key);
     if (sc->nconfirms == 0 || seq < sc->confirm_base || seq - sc->confirm_base >= sc->nconfirms)
         return;
-    struct confirm_entry *e = &sc->confirms[seq - sc->confirm_base];
-    sc->slots[e->slot].returned = true;
+    sc->msgs[sc->confirms[seq - sc->confirm_base].msg].returned = true;
 }
 
 /* ---- broker connection ----------------------------------------------------------- */
 
-static void broker_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void broker_poll_now(struct sidecar *sc)
 {
-    struct sidecar *sc = ev_userdata(loop);
-    (void)w;
-    (void)revents;
     char err[256];
     if (!sc->broker_failed && broker_connected(sc->broker) &&
         broker_poll(sc->broker, err, sizeof err))
         broker_fail(sc, err);
 }
 
-static void broker_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+static void broker_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    broker_poll_now(ev_userdata(loop));
+}
+
+/* End of every loop iteration: send batched acks, then read frames that
+ * rabbitmq-c buffered during a synchronous call (no socket event will come
+ * for those). */
+static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     struct sidecar *sc = ev_userdata(loop);
     (void)w;
     (void)revents;
-    char err[256];
-    if (!sc->broker_failed && broker_pending(sc->broker) &&
-        broker_poll(sc->broker, err, sizeof err))
-        broker_fail(sc, err);
+    if (!sc->broker_failed) {
+        flush_acks(sc);
+        if (broker_pending(sc->broker)) {
+            broker_poll_now(sc);
+            flush_acks(sc);
+        }
+    }
+    if (sc->shutting_down && sc->stats.active == 0 && sc->nacks == 0)
+        ev_break(loop, EVBREAK_ALL);
 }
 
 static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    broker_io_cb(loop, NULL, revents);
     (void)w;
+    (void)revents;
+    broker_poll_now(ev_userdata(loop));
 }
 
 static void schedule_reconnect(struct sidecar *sc)
@@ -873,8 +974,29 @@ static void reconnect_cb(struct ev_loop *loop, ev_timer *w, int revents)
     update_ready(sc);
 }
 
-/* Tear down after a lost connection: in-flight work is dropped (the broker
- * redelivers every unacked message), then reconnect with backoff. */
+/* Drop every message and runtime call in progress (the broker redelivers
+ * what was not acked). */
+static void drop_all(struct sidecar *sc)
+{
+    for (unsigned i = 0; i < sc->nslots; i++) {
+        struct slot *s = &sc->slots[i];
+        if (!s->msg)
+            continue;
+        slot_close_runtime(sc, s); /* the runtime replaces the busy worker */
+        ev_timer_stop(sc->loop, &s->timeout);
+        s->msg = NULL;
+        sc->free_slots[sc->nfree_slots++] = s->index;
+    }
+    sc->wait_head = sc->wait_tail = NULL;
+    for (unsigned i = 0; i < sc->nmsgs; i++)
+        if (sc->msgs[i].state != MSG_FREE)
+            message_free(sc, &sc->msgs[i]);
+    sc->stats.active = 0;
+    sc->nconfirms = sc->confirm_head = 0;
+    sc->nacks = 0;
+}
+
+/* Tear down after a lost connection, then reconnect with backoff. */
 static void lost_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct sidecar *sc = ev_userdata(loop);
@@ -883,24 +1005,7 @@ static void lost_cb(struct ev_loop *loop, ev_timer *w, int revents)
     log_error("broker connection lost: %s; unacked messages will be redelivered",
               sc->broker_error);
     ev_io_stop(loop, &sc->broker_io);
-    for (unsigned i = 0; i < sc->nslots; i++) {
-        struct slot *s = &sc->slots[i];
-        if (s->state == SLOT_FREE)
-            continue;
-        if (s->state == SLOT_RUNTIME)
-            slot_close_runtime(s); /* the runtime replaces the busy worker */
-        ev_timer_stop(loop, &s->timeout);
-        envelope_free(&s->env);
-        s->state = SLOT_FREE;
-        s->unconfirmed = 0;
-        s->nacked = s->returned = s->error_routed = false;
-        sc->free_slots[sc->nfree++] = s->index;
-    }
-    sc->stats.active = 0;
-    for (size_t i = 0; i < sc->nwaiting; i++)
-        free(sc->waiting[i].body);
-    sc->nwaiting = 0;
-    sc->nconfirms = sc->confirm_head = 0;
+    drop_all(sc);
     broker_disconnect(sc->broker);
     update_ready(sc);
     if (sc->shutting_down) {
@@ -930,10 +1035,9 @@ static void update_ready(struct sidecar *sc)
 
 static void maybe_finish_shutdown(struct sidecar *sc)
 {
-    if (!sc->shutting_down || sc->stats.active > 0)
-        return;
-    log_info("drained; exiting");
-    ev_break(sc->loop, EVBREAK_ALL);
+    if (sc->shutting_down && sc->stats.active == 0)
+        log_info("drained; exiting");
+    /* prepare_cb breaks the loop once the last acks are out. */
 }
 
 static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -943,14 +1047,15 @@ static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     log_warn("shutdown grace period over with %lld message(s) in flight; requeueing them",
              (long long)sc->stats.active);
-    for (unsigned i = 0; i < sc->nslots; i++) {
-        struct slot *s = &sc->slots[i];
-        if (s->state == SLOT_FREE)
+    flush_acks(sc);
+    for (unsigned i = 0; i < sc->nmsgs; i++) {
+        struct message *m = &sc->msgs[i];
+        if (m->state == MSG_FREE)
             continue;
-        slot_close_runtime(s);
-        broker_reject(sc->broker, s->tag, true);
+        message_reject(sc, m);
         sc->stats.requeued[REQUEUE_SHUTDOWN]++;
     }
+    drop_all(sc);
     ev_break(loop, EVBREAK_ALL);
 }
 
@@ -969,11 +1074,12 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     char err[256];
     if (broker_consuming(sc->broker) && broker_cancel(sc->broker, err, sizeof err))
         log_warn("cancel consumer: %s", err);
-    for (size_t i = 0; i < sc->nwaiting; i++) {
-        broker_reject(sc->broker, sc->waiting[i].tag, true);
-        free(sc->waiting[i].body);
+    /* Messages that have not started go straight back to the queue. */
+    struct message *m;
+    while ((m = wait_pop(sc))) {
+        message_reject(sc, m);
+        message_free(sc, m);
     }
-    sc->nwaiting = 0;
     ev_timer_stop(loop, &sc->reconnect);
     ev_timer_stop(loop, &sc->runtime_retry);
     update_ready(sc);
@@ -1042,22 +1148,29 @@ struct sidecar *sidecar_new(const struct sidecar_config *cfg, char *err, size_t 
     sc->names.happy_end = cfg->happy_end;
     sc->names.error_end = cfg->error_end;
     sc->nslots = (unsigned)cfg->concurrency;
+    sc->nmsgs = (unsigned)cfg->prefetch;
     sc->slots = calloc(sc->nslots, sizeof *sc->slots);
     sc->free_slots = calloc(sc->nslots, sizeof *sc->free_slots);
-    if (!sc->slots || !sc->free_slots) {
+    sc->msgs = calloc(sc->nmsgs, sizeof *sc->msgs);
+    sc->acks = calloc(sc->nmsgs, sizeof *sc->acks);
+    if (!sc->slots || !sc->free_slots || !sc->msgs || !sc->acks) {
         snprintf(err, errlen, "out of memory");
         sidecar_free(sc);
         return NULL;
     }
     for (unsigned i = 0; i < sc->nslots; i++) {
         struct slot *s = &sc->slots[i];
-        s->sc = sc;
         s->index = i;
         s->fd = -1;
         ev_io_init(&s->io, slot_io_cb, -1, EV_READ);
         ev_timer_init(&s->timeout, slot_timeout_cb, 1., 0.);
         frame_reader_init(&s->in, (size_t)cfg->max_message_bytes);
-        sc->free_slots[sc->nfree++] = sc->nslots - 1 - i;
+        sc->free_slots[sc->nfree_slots++] = sc->nslots - 1 - i;
+    }
+    for (unsigned i = sc->nmsgs; i-- > 0;) {
+        sc->msgs[i].index = i;
+        sc->msgs[i].next = sc->free_msgs;
+        sc->free_msgs = &sc->msgs[i];
     }
     struct broker_options opt = {
         .url = cfg->amqp_url,
@@ -1070,8 +1183,8 @@ struct sidecar *sidecar_new(const struct sidecar_config *cfg, char *err, size_t 
         .tls_verify = cfg->tls_verify,
         .heartbeat_s = HEARTBEAT_S,
     };
-    struct broker_events ev = {.delivery = on_delivery, .confirm = on_confirm,
-                               .returned = on_returned};
+    struct broker_events ev = {
+        .delivery = on_delivery, .confirm = on_confirm, .returned = on_returned};
     sc->broker = broker_new(&opt, &ev, sc);
     if (!sc->broker) {
         snprintf(err, errlen, "out of memory");
@@ -1079,15 +1192,15 @@ struct sidecar *sidecar_new(const struct sidecar_config *cfg, char *err, size_t 
         return NULL;
     }
     ev_io_init(&sc->broker_io, broker_io_cb, -1, EV_READ);
-    ev_prepare_init(&sc->broker_prepare, broker_prepare_cb);
+    ev_prepare_init(&sc->prepare, prepare_cb);
     ev_timer_init(&sc->heartbeat, heartbeat_cb, HEARTBEAT_S / 3.0, HEARTBEAT_S / 3.0);
     ev_timer_init(&sc->reconnect, reconnect_cb, 0., 0.);
     ev_timer_init(&sc->lost, lost_cb, 0., 0.);
     ev_timer_init(&sc->runtime_retry, runtime_retry_cb, RUNTIME_RETRY_FIRST, 0.);
+    ev_timer_init(&sc->runtime_probe, runtime_probe_cb, RUNTIME_PROBE_S, RUNTIME_PROBE_S);
     ev_timer_init(&sc->grace, grace_cb, 1., 0.);
     ev_signal_init(&sc->sigterm, signal_cb, SIGTERM);
     ev_signal_init(&sc->sigint, signal_cb, SIGINT);
-    ev_timer_init(&sc->runtime_probe, runtime_probe_cb, RUNTIME_PROBE_S, RUNTIME_PROBE_S);
     update_ready(sc);
     if (cfg->metrics_enabled) {
         struct httpd_handlers h = {.metrics = http_metrics, .ready = http_ready};
@@ -1102,13 +1215,14 @@ struct sidecar *sidecar_new(const struct sidecar_config *cfg, char *err, size_t 
 
 int sidecar_run(struct sidecar *sc)
 {
-    ev_prepare_start(sc->loop, &sc->broker_prepare);
+    ev_prepare_start(sc->loop, &sc->prepare);
     ev_timer_start(sc->loop, &sc->heartbeat);
+    ev_timer_start(sc->loop, &sc->runtime_probe);
     ev_signal_start(sc->loop, &sc->sigterm);
     ev_signal_start(sc->loop, &sc->sigint);
-    ev_timer_start(sc->loop, &sc->runtime_probe);
     schedule_reconnect(sc);
     ev_run(sc->loop, 0);
+    flush_acks(sc);
     broker_disconnect(sc->broker);
     return sc->exit_code;
 }
@@ -1117,19 +1231,17 @@ void sidecar_free(struct sidecar *sc)
 {
     if (!sc)
         return;
-    if (sc->slots) {
-        for (unsigned i = 0; i < sc->nslots; i++) {
-            struct slot *s = &sc->slots[i];
-            if (s->fd >= 0)
-                close(s->fd);
-            envelope_free(&s->env);
-            frame_reader_reset(&s->in);
-            free(s->body);
-        }
+    for (unsigned i = 0; sc->slots && i < sc->nslots; i++) {
+        if (sc->slots[i].fd >= 0)
+            close(sc->slots[i].fd);
+        frame_reader_reset(&sc->slots[i].in);
     }
-    for (size_t i = 0; i < sc->nwaiting; i++)
-        free(sc->waiting[i].body);
-    free(sc->waiting);
+    for (unsigned i = 0; sc->msgs && i < sc->nmsgs; i++) {
+        envelope_free(&sc->msgs[i].env);
+        free(sc->msgs[i].body);
+    }
+    free(sc->msgs);
+    free(sc->acks);
     free(sc->confirms);
     free(sc->slots);
     free(sc->free_slots);
