@@ -33,6 +33,7 @@ LIB_SIDECAR  := $(BUILD)/lib/libasyasidecar.a
 
 RUNTIME_BIN  := $(BUILD)/bin/asya-runtime
 SIDECAR_BIN  := $(BUILD)/bin/asya-sidecar
+INVOKE_BIN   := $(BUILD)/bin/asya-invoke
 
 # Seed-scenario handlers: every .c under the suite's handlers/ makes one library.
 SEED_HANDLER_SRC := $(wildcard tests/integration/sidecar-vs-runtime/handlers/*.c)
@@ -50,7 +51,7 @@ UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all help demo test test-unit test-runtime test-sidecar test-integration-sidecar asan \
         test-asan valgrind install clean format
 
-all: $(RUNTIME_BIN) $(SIDECAR_BIN) $(SEED_HANDLERS) $(EXAMPLE_HANDLERS) $(FIXTURES) $(UNIT_BINS)
+all: $(RUNTIME_BIN) $(SIDECAR_BIN) $(INVOKE_BIN) $(SEED_HANDLERS) $(EXAMPLE_HANDLERS) $(FIXTURES) $(UNIT_BINS)
 
 help:
 	@echo "make                          build everything into $(BUILD)/"
@@ -88,6 +89,11 @@ $(RUNTIME_BIN): $(BUILD)/obj/src/runtime/main.o $(LIB_RUNTIME) $(LIB_COMMON)
 $(SIDECAR_BIN): $(BUILD)/obj/src/sidecar/main.o $(LIB_SIDECAR) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_SIDECAR)
+
+# asya-invoke: one request through a handler, via a private asya-runtime child.
+$(INVOKE_BIN): $(BUILD)/obj/src/invoke/main.o $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_COMMON)
 
 # ---- handler libraries ----------------------------------------------------
 
