@@ -316,9 +316,11 @@ static void test_fanout_ids(void **state)
     (void)state;
     struct route_plan plan;
     plan_for(ENV_ABC(0),
-             "[{\"payload\":{\"index\":0},\"route\":{\"actors\":[\"a\",\"b\",\"c\"],\"current\":0}},"
+             "[{\"payload\":{\"index\":0},"
+             "\"route\":{\"actors\":[\"a\",\"b\",\"c\"],\"current\":0}},"
              "{\"payload\":{\"index\":1},\"route\":{\"actors\":[\"a\",\"b\",\"c\"],\"current\":0}},"
-             "{\"payload\":{\"index\":2},\"route\":{\"actors\":[\"a\",\"b\",\"c\"],\"current\":0}}]",
+             "{\"payload\":{\"index\":2},"
+             "\"route\":{\"actors\":[\"a\",\"b\",\"c\"],\"current\":0}}]",
              &plan);
     assert_int_equal(plan.count, 3);
     assert_int_equal(plan.outcome, OUTCOME_SUCCESS);
@@ -801,7 +803,8 @@ static void test_malformed_object_keeps_ids(void **state)
               "{\"id\":5,\"route\":\"r\",\"error\":\"msg_parsing_error\","
               "\"payload\":{\"error\":\"msg_parsing_error\",\"details\":{\"message\":"
               "\"route must be an object\",\"type\":\"EnvelopeError\",\"actor\":\"doubler\"},"
-              "\"original_message\":\"{\\\"id\\\":5,\\\"route\\\":\\\"r\\\",\\\"payload\\\":1}\"}}");
+              "\"original_message\":"
+              "\"{\\\"id\\\":5,\\\"route\\\":\\\"r\\\",\\\"payload\\\":1}\"}}");
 }
 
 static void test_malformed_custom_code(void **state)
@@ -871,7 +874,8 @@ static void test_lossy_string(void **state)
         LC("plain ascii", "plain ascii"),
         LC("a\0b", "a\0b"),
         /* valid multi-byte forms are kept byte for byte */
-        LC("\xc2\xa9 \xe5\xa4\x84\xe7\x90\x86 \xe2\x9c\x93", "\xc2\xa9 \xe5\xa4\x84\xe7\x90\x86 \xe2\x9c\x93"),
+        LC("\xc2\xa9 \xe5\xa4\x84\xe7\x90\x86 \xe2\x9c\x93",
+           "\xc2\xa9 \xe5\xa4\x84\xe7\x90\x86 \xe2\x9c\x93"),
         LC("\xf0\x9f\x9a\x80\xf0\x9f\x8e\x89\xf0\x9f\x8c\x8d",
            "\xf0\x9f\x9a\x80\xf0\x9f\x8e\x89\xf0\x9f\x8c\x8d"),
         LC("\xc2\x80", "\xc2\x80"),                 /* U+0080, smallest 2-byte */
@@ -909,7 +913,8 @@ static void test_lossy_string(void **state)
         LC("\xf0\x9f\x9a\xe2\x82\xac", FFFD FFFD FFFD "\xe2\x82\xac"),
         LC("x\xc3(y", "x" FFFD "(y"),
         /* mixed */
-        LC("ok \xff\xf0\x9f\x9a\x80 \xed\xa0\x80!", "ok " FFFD "\xf0\x9f\x9a\x80 " FFFD FFFD FFFD "!"),
+        LC("ok \xff\xf0\x9f\x9a\x80 \xed\xa0\x80!",
+           "ok " FFFD "\xf0\x9f\x9a\x80 " FFFD FFFD FFFD "!"),
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         json_t *s = routing_lossy_string(cases[i].in, cases[i].in_len);
