@@ -375,6 +375,20 @@ static long message_attempts(const amqp_message_t *msg)
     return attempts;
 }
 
+/* True when the broker counts deliveries itself (quorum x-delivery-count). */
+static bool message_counted(const amqp_message_t *msg)
+{
+    if (!(msg->properties._flags & AMQP_BASIC_HEADERS_FLAG))
+        return false;
+    const amqp_table_t *t = &msg->properties.headers;
+    for (int i = 0; i < t->num_entries; i++) {
+        const amqp_bytes_t *k = &t->entries[i].key;
+        if (k->len == 16 && memcmp(k->bytes, "x-delivery-count", 16) == 0)
+            return true;
+    }
+    return false;
+}
+
 static uint64_t message_seq(const amqp_message_t *msg)
 {
     if (!(msg->properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG))
@@ -423,10 +437,8 @@ int broker_poll(struct broker *b, char *err, size_t errlen)
             del.body = msg.body.bytes;
             del.len = msg.body.len;
             del.attempts = message_attempts(&msg);
-            if (b->consuming)
-                b->ev.delivery(b->ctx, &del);
-            else
-                broker_reject(b, del.tag, true); /* arrived after cancel */
+            del.counted = message_counted(&msg);
+            b->ev.delivery(b->ctx, &del); /* also after a cancel: the sidecar decides */
             amqp_destroy_message(&msg);
             break;
         }

@@ -35,6 +35,7 @@ struct broker_delivery {
     size_t len;
     long attempts; /* earlier failed attempts: x-asya-attempts header, or
                       quorum x-delivery-count */
+    bool counted;  /* the broker counts redeliveries (x-delivery-count present) */
 };
 
 /* Callbacks from broker_poll; ctx is broker_options' owner context. */

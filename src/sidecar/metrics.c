@@ -17,7 +17,8 @@ static const char *const failed_names[FAILED_N] = {
     "routing_error", "message_too_large", "poison_message", "invalid_runtime_response"};
 static const char *const sent_names[SENT_N] = {"routing", "happy_end", "error_end"};
 static const char *const requeue_names[REQUEUE_N] = {"runtime_unavailable", "runtime_broken",
-                                                     "broker_nack", "shutdown"};
+                                                     "broker_nack", "shutdown",
+                                                     "redelivered"};
 static const char *const runtime_error_names[7] = {
     "processing_error", "oom_error",        "cuda_oom_error", "timeout_error",
     "msg_parsing_error", "connection_error", "other"};

@@ -45,7 +45,8 @@ enum requeue_reason {
     REQUEUE_RUNTIME_UNAVAILABLE, /* no socket / refused: requeued, consumption paused */
     REQUEUE_RUNTIME_BROKEN,      /* connection broke mid-request: republished, attempt counted */
     REQUEUE_BROKER_NACK,         /* the broker refused a publish */
-    REQUEUE_SHUTDOWN,            /* grace period over at shutdown */
+    REQUEUE_SHUTDOWN,            /* not started, or grace period over, at shutdown */
+    REQUEUE_REDELIVERED,         /* a broker redelivery, counted as a failed attempt */
     REQUEUE_N
 };
 

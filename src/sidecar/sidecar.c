@@ -46,6 +46,8 @@ struct message {
     struct message *next; /* waiting FIFO / free list */
     uint64_t tag;         /* delivery tag */
     long attempts;        /* earlier failed attempts (x-asya-attempts / x-delivery-count) */
+    bool redelivered;     /* the broker's redelivered flag */
+    bool counted;         /* the broker counts redeliveries itself (quorum queues) */
     char *body;           /* copy of the body; buffer kept for the next message */
     size_t len, cap;
     struct envelope env; /* parsed body; empty when it did not parse */
@@ -393,6 +395,30 @@ static void message_route_error(struct sidecar *sc, struct message *m, const cha
     message_publish(sc, m, &plan);
 }
 
+/*
+ * Hand the message back to its queue as a fresh copy carrying attempts in
+ * x-asya-attempts, and ack the original once the copy is confirmed.  Unlike
+ * basic.reject this neither sets the redelivered flag nor bumps a quorum
+ * queue's delivery count, so only real failures count as attempts; another
+ * replica of the actor may take the copy.
+ */
+static void message_requeue(struct sidecar *sc, struct message *m, long attempts,
+                            enum requeue_reason why)
+{
+    char err[256];
+    uint64_t seq;
+    sc->stats.requeued[why]++;
+    m->state = MSG_CONFIRMING;
+    m->published_at = ev_time();
+    if (broker_publish_queue(sc->broker, sc->cfg->queue_name, m->body, m->len, attempts, &seq,
+                             err, sizeof err)) {
+        broker_fail(sc, err);
+        return;
+    }
+    if (confirm_track(sc, seq, m))
+        broker_fail(sc, "out of memory tracking confirms");
+}
+
 /* ---- the runtime being unreachable ------------------------------------------ */
 
 static void runtime_went_down(struct sidecar *sc, const char *why)
@@ -411,11 +437,8 @@ static void runtime_went_down(struct sidecar *sc, const char *why)
     }
     /* Messages waiting for a slot go back too. */
     struct message *m;
-    while ((m = wait_pop(sc))) {
-        sc->stats.requeued[REQUEUE_RUNTIME_UNAVAILABLE]++;
-        message_reject(sc, m);
-        message_free(sc, m);
-    }
+    while ((m = wait_pop(sc)))
+        message_requeue(sc, m, m->attempts, REQUEUE_RUNTIME_UNAVAILABLE);
     update_ready(sc);
 }
 
@@ -484,13 +507,10 @@ static void slot_requeue_runtime_down(struct sidecar *sc, struct slot *s, int er
 {
     struct message *m = s->msg;
     log_info_id(msg_id(m), "runtime unreachable (%s): message requeued", strerror(-err));
-    sc->stats.requeued[REQUEUE_RUNTIME_UNAVAILABLE]++;
     slot_close_runtime(sc, s);
-    message_reject(sc, m);
-    message_free(sc, m);
     runtime_went_down(sc, strerror(-err));
     slot_release(sc, s);
-    maybe_finish_shutdown(sc);
+    message_requeue(sc, m, m->attempts, REQUEUE_RUNTIME_UNAVAILABLE);
 }
 
 /*
@@ -528,17 +548,7 @@ static void slot_runtime_broken(struct sidecar *sc, struct slot *s, const char *
     log_warn_id(msg_id(m),
                 "runtime connection broke mid-request (%s): retrying (attempt %ld of %ld)", why,
                 attempts + 1, sc->cfg->max_delivery_attempts);
-    sc->stats.requeued[REQUEUE_RUNTIME_BROKEN]++;
-    char err[256];
-    uint64_t seq;
-    m->state = MSG_CONFIRMING;
-    if (broker_publish_queue(sc->broker, sc->cfg->queue_name, m->body, m->len, attempts, &seq,
-                             err, sizeof err)) {
-        broker_fail(sc, err);
-        return;
-    }
-    if (confirm_track(sc, seq, m))
-        broker_fail(sc, "out of memory tracking confirms");
+    message_requeue(sc, m, attempts, REQUEUE_RUNTIME_BROKEN);
 }
 
 static void slot_handle_answer(struct sidecar *sc, struct slot *s, char *answer, size_t len)
@@ -738,6 +748,33 @@ static void message_begin(struct sidecar *sc, struct message *m)
     sc->stats.received++;
     histogram_observe(&sc->stats.size_in, (double)m->len);
 
+    /* A redelivery means an earlier attempt died with its sidecar or its
+     * broker connection.  Count it durably before running anything, so a
+     * message that keeps killing the sidecar cannot loop forever. */
+    if (m->redelivered && !m->counted && !sc->cfg->is_end_actor) {
+        long attempts = m->attempts + 1;
+        if (attempts < sc->cfg->max_delivery_attempts) {
+            log_info("redelivered message: requeued as attempt %ld of %ld", attempts + 1,
+                     sc->cfg->max_delivery_attempts);
+            message_requeue(sc, m, attempts, REQUEUE_REDELIVERED);
+            return;
+        }
+        snprintf(err, sizeof err, "delivered %ld times without completing; giving up", attempts);
+        sc->stats.failed[FAILED_POISON]++;
+        log_warn("poison_message: %s", err);
+        struct route_plan plan;
+        if (envelope_parse(m->body, m->len, 0, &m->env, err + 0, 0) == 0 ?
+                routing_plan_error(&sc->names, &m->env, "poison_message", "PoisonMessage", err,
+                                   &plan) :
+                routing_plan_malformed(&sc->names, m->body, m->len, "poison_message",
+                                       "PoisonMessage", err, &plan)) {
+            broker_fail(sc, "out of memory");
+            return;
+        }
+        message_publish(sc, m, &plan);
+        return;
+    }
+
     if (m->len > (size_t)sc->cfg->max_message_bytes) {
         snprintf(err, sizeof err, "message of %zu bytes exceeds ASYA_MAX_MESSAGE_BYTES (%ld)",
                  m->len, sc->cfg->max_message_bytes);
@@ -805,8 +842,8 @@ static void on_delivery(void *ctx, const struct broker_delivery *d)
 {
     struct sidecar *sc = ctx;
     struct message *m = sc->free_msgs;
-    if (sc->shutting_down || sc->runtime_down || !m) {
-        /* Not ours to run now (or more deliveries than prefetch: never expected). */
+    if (!m) {
+        /* More deliveries than prefetch: never expected. */
         broker_reject(sc->broker, d->tag, true);
         return;
     }
@@ -826,8 +863,16 @@ static void on_delivery(void *ctx, const struct broker_delivery *d)
     m->len = d->len;
     m->tag = d->tag;
     m->attempts = d->attempts;
+    m->redelivered = d->redelivered;
+    m->counted = d->counted;
     m->state = MSG_RUNTIME; /* not yet waiting; message_begin decides */
     sc->stats.active++;
+    if (sc->shutting_down || sc->runtime_down) {
+        /* Arrived after the consumer was cancelled: not ours to run now. */
+        message_requeue(sc, m, m->attempts,
+                        sc->shutting_down ? REQUEUE_SHUTDOWN : REQUEUE_RUNTIME_UNAVAILABLE);
+        return;
+    }
     message_begin(sc, m);
 }
 
@@ -1076,10 +1121,8 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
         log_warn("cancel consumer: %s", err);
     /* Messages that have not started go straight back to the queue. */
     struct message *m;
-    while ((m = wait_pop(sc))) {
-        message_reject(sc, m);
-        message_free(sc, m);
-    }
+    while ((m = wait_pop(sc)))
+        message_requeue(sc, m, m->attempts, REQUEUE_SHUTDOWN);
     ev_timer_stop(loop, &sc->reconnect);
     ev_timer_stop(loop, &sc->runtime_retry);
     update_ready(sc);
