@@ -14,6 +14,7 @@ The payload steers it, so one process serves every test:
   {"op": "error"}                 -> processing_error ValueError
   {"op": "sleep", "seconds": s}   -> sleeps, then echo
   {"op": "advance"}               -> echo with route.current already advanced
+  {"op": "big", "bytes": n}       -> echo with payload.data = "X" * n (oversized answers)
   {"op": "garbage"}               -> a frame holding "not json"
   {"op": "huge_len"}              -> a header announcing 4 GiB - 1, then hangs
   {"op": "half"}                  -> half a frame, then hangs
@@ -62,6 +63,8 @@ def answer(envelope):
                              "traceback": "Traceback (most recent call last): ..."}}]
     if op == "sleep":
         time.sleep(float(payload.get("seconds", 1)))
+    if op == "big":
+        payload = dict(payload, data="X" * int(payload.get("bytes", 1 << 20)))
     if op == "advance":
         route = dict(route)
         route["current"] = route["current"] + 1
