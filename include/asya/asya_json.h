@@ -18,6 +18,7 @@
 
 #include <asya/asya.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,11 +34,58 @@ static inline json_t *asya_input_json(struct asya_call *call)
     return json_loadb(call->input, call->input_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
 }
 
+/* Fewest significant digits (1..17) that print every real number inside v so
+ * that it reads back to the same double; 0 when v holds no reals. */
+static inline int asya_json_real_digits(const json_t *v)
+{
+    int most = 0;
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        char buf[40];
+        for (int p = 1; p < 17; p++) {
+            snprintf(buf, sizeof buf, "%.*g", p, d);
+            if (strtod(buf, NULL) == d)
+                return p;
+        }
+        return 17;
+    }
+    if (json_is_object(v)) {
+        const char *key;
+        json_t *item;
+        json_object_foreach((json_t *)v, key, item)
+        {
+            int p = asya_json_real_digits(item);
+            if (p > most)
+                most = p;
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(v, i, item)
+        {
+            int p = asya_json_real_digits(item);
+            if (p > most)
+                most = p;
+        }
+    }
+    return most;
+}
+
+/* Serialise v compactly, printing reals the way Python and Go do (the
+ * shortest text that reads back exactly: 0.1, not 0.10000000000000001).
+ * Returns a malloc'd string (free with free()) or NULL. */
+static inline char *asya_json_dumps(const json_t *v)
+{
+    int digits = asya_json_real_digits(v);
+    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY |
+                             (digits > 0 ? JSON_REAL_PRECISION(digits) : 0));
+}
+
 /* Emit one result; value is borrowed.  Returns 0, -1 when the host rejects
  * the value (see asya_call.emit), or -2 on allocation failure. */
 static inline int asya_emit_json(struct asya_call *call, const json_t *value)
 {
-    char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *text = asya_json_dumps(value);
     if (!text)
         return -2;
     int rc = call->emit(call, text, strlen(text));

@@ -1,5 +1,7 @@
 #include "envelope.h"
 
+#include <asya/asya_json.h>
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -164,7 +166,7 @@ bool envelope_route_prefix_equal(const struct envelope *a, const struct envelope
 
 char *envelope_dump(const json_t *value, size_t *len)
 {
-    char *s = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *s = asya_json_dumps(value); /* shortest round-trip reals */
     if (s && len)
         *len = strlen(s);
     return s;
