@@ -41,6 +41,14 @@ SEED_HANDLERS    := $(BUILD)/lib/asya/test_handlers.so
 # Example handlers for newcomers: handlers/<name>.c -> build/lib/asya/<name>.so
 EXAMPLE_SRC      := $(wildcard handlers/*.c)
 EXAMPLE_HANDLERS := $(EXAMPLE_SRC:handlers/%.c=$(BUILD)/lib/asya/%.so)
+# handlers/examples/: C (*.c), C++ (*.cpp) and Rust (rust/) examples -> build/lib/asya/examples/
+EXAMPLES_DIR  := $(BUILD)/lib/asya/examples
+EXAMPLES_C    := $(patsubst handlers/examples/%.c,$(EXAMPLES_DIR)/%.so,$(wildcard handlers/examples/*.c))
+EXAMPLES_CXX  := $(patsubst handlers/examples/%.cpp,$(EXAMPLES_DIR)/%.so,$(wildcard handlers/examples/*.cpp))
+EXAMPLES_DATA := $(EXAMPLES_DIR)/stopwords.txt
+EXAMPLES_RUST := $(EXAMPLES_DIR)/rust_shout.so
+CXXFLAGS_EXAMPLES := -std=c++17 -Wall -Wextra -Werror -Wshadow $(OPT) $(SAN) \
+                     -fvisibility-inlines-hidden $(EXTRA_CXXFLAGS)
 # Fixture libraries for the runtime tests (bad ABI stamp, no stamp, crashers).
 FIXTURE_SRC      := $(wildcard tests/runtime/fixtures/*.c)
 FIXTURES         := $(FIXTURE_SRC:tests/runtime/fixtures/%.c=$(BUILD)/lib/asya-test/%.so)
@@ -48,10 +56,12 @@ FIXTURES         := $(FIXTURE_SRC:tests/runtime/fixtures/%.c=$(BUILD)/lib/asya-t
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
+.PHONY: examples examples-rust
 .PHONY: all help demo test test-unit test-runtime test-sidecar test-integration-sidecar asan \
         test-asan valgrind install clean format
 
-all: $(RUNTIME_BIN) $(SIDECAR_BIN) $(INVOKE_BIN) $(SEED_HANDLERS) $(EXAMPLE_HANDLERS) $(FIXTURES) $(UNIT_BINS)
+all: $(RUNTIME_BIN) $(SIDECAR_BIN) $(INVOKE_BIN) $(SEED_HANDLERS) $(EXAMPLE_HANDLERS) $(FIXTURES) $(UNIT_BINS) \
+     examples
 
 help:
 	@echo "make                          build everything into $(BUILD)/"
@@ -104,6 +114,35 @@ $(SEED_HANDLERS): $(SEED_HANDLER_SRC) include/asya/asya.h include/asya/asya_json
 $(BUILD)/lib/asya/%.so: handlers/%.c include/asya/asya.h include/asya/asya_json.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(HANDLER_CFLAGS) -shared -o $@ $< -ljansson
+
+# Examples: no -MMD here, so the examples directory holds only what gets installed.
+$(EXAMPLES_DIR)/%.so: handlers/examples/%.c include/asya/asya.h include/asya/asya_json.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(filter-out -MMD -MP,$(CFLAGS)) $(HANDLER_CFLAGS) -shared -o $@ $< -ljansson
+
+$(EXAMPLES_DIR)/%.so: handlers/examples/%.cpp handlers/examples/%.map include/asya/asya.h \
+                      include/asya/asya_json.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS_EXAMPLES) $(HANDLER_CFLAGS) -shared \
+	    -Wl,--version-script=handlers/examples/$*.map -o $@ $< -ljansson
+
+$(EXAMPLES_DIR)/stopwords.txt: handlers/examples/stopwords.txt
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+# The Rust example: cargo decides what to rebuild; skipped when cargo is absent.
+examples-rust:
+	@if command -v cargo >/dev/null 2>&1; then \
+	    RUSTFLAGS="-D warnings" cargo build -q --release --offline \
+	        --manifest-path handlers/examples/rust/Cargo.toml --target-dir $(BUILD)/cargo && \
+	    mkdir -p $(EXAMPLES_DIR) && \
+	    cmp -s $(BUILD)/cargo/release/libasya_example_rust.so $(EXAMPLES_RUST) || \
+	    cp $(BUILD)/cargo/release/libasya_example_rust.so $(EXAMPLES_RUST); \
+	else \
+	    echo "cargo not found: skipping the Rust example handler ($(EXAMPLES_RUST))"; \
+	fi
+
+examples: $(EXAMPLES_C) $(EXAMPLES_CXX) $(EXAMPLES_DATA) examples-rust
 
 $(BUILD)/lib/asya-test/%.so: tests/runtime/fixtures/%.c include/asya/asya.h include/asya/asya_json.h
 	@mkdir -p $(dir $@)

@@ -343,6 +343,7 @@ struct child {
     size_t line_len;
     int verbose;
     bool error_shown;     /* an ERROR line of the runtime was printed */
+    bool started;         /* it became ready */
     char dir[96];         /* private temp dir (short: the socket path must fit sun_path) */
     char sock[128];       /* dir/app.sock */
     char ready[128];      /* dir/ready */
@@ -572,8 +573,10 @@ static int child_wait_ready(struct child *c, const struct options *o)
 {
     int64_t deadline = o->start_ns == INT64_MAX ? INT64_MAX : now_ns() + o->start_ns;
     for (;;) {
-        if (access(c->ready, F_OK) == 0)
+        if (access(c->ready, F_OK) == 0) {
+            c->started = true;
             return 0;
+        }
         if (child_gone(c)) {
             child_pump(c, true);
             if (!c->error_shown) {
@@ -917,6 +920,13 @@ int main(int argc, char **argv)
         rc = 128 + got_signal;
     }
     child_stop(&c);
+    /* A runtime that started and then did not stop cleanly is worth a line:
+     * whatever the handler did, only its worker should have suffered. */
+    if (c.started && !(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0)) {
+        char how[128];
+        describe_status(c.status, how, sizeof how);
+        fprintf(stderr, PROGRAM ": warning: asya-runtime %s while stopping\n", how);
+    }
     child_cleanup_dir(&c);
     free(input);
     return rc;

@@ -3,6 +3,10 @@ with a private TMPDIR so each test can check that nothing is left behind."""
 
 import json
 import os
+import shutil
+import signal
+import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -64,9 +68,10 @@ class Result:
         return "<exit %s\nstdout: %s\nstderr: %s>" % (self.code, self.stdout, self.stderr)
 
 
-def invoke(*args, input=None, env=None, timeout=60):
+def invoke(*args, input=None, env=None, timeout=60, unclean_stop=False):
     """Run asya-invoke with args; input is str/bytes/dict/list (dicts and lists
-    are JSON-encoded).  Checks that its private temp dir was removed."""
+    are JSON-encoded).  Checks that its private temp dir was removed and,
+    unless unclean_stop, that the runtime child stopped cleanly."""
     if isinstance(input, (dict, list)):
         input = json.dumps(input)
     if isinstance(input, str):
@@ -82,6 +87,8 @@ def invoke(*args, input=None, env=None, timeout=60):
         res.stderr = proc.stderr.decode(errors="replace")
         left = os.listdir(tmpdir)
         assert left == [], "asya-invoke left %s in its TMPDIR\n%r" % (left, res)
+        if not unclean_stop:
+            assert "while stopping" not in res.stderr, res
         for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
             assert marker not in res.stderr, res.stderr
         return res
@@ -120,3 +127,72 @@ def wait_for(pred, timeout=10.0, step=0.02):
             return value
         time.sleep(step)
     return pred()
+
+
+def frame(obj):
+    body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    return struct.pack(">I", len(body)) + body
+
+
+def read_frame(sock):
+    def exact(n):
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise EOFError("runtime closed the connection")
+            data += chunk
+        return data
+    return json.loads(exact(struct.unpack(">I", exact(4))[0]))
+
+
+class Runtime:
+    """A long-running asya-runtime (not asya-invoke) for tests that need
+    several requests on one worker: state kept across calls, recovery after
+    a crash."""
+
+    def __init__(self, handler, env=None, mode=None):
+        self.dir = tempfile.mkdtemp(prefix="invoke-rt-")
+        self.sock = os.path.join(self.dir, "app.sock")
+        self.ready = os.path.join(self.dir, "ready")
+        e = clean_env(env)
+        e.update({"ASYA_HANDLER": handler, "ASYA_SOCKET_PATH": self.sock,
+                  "ASYA_READY_FILE": self.ready, "ASYA_LOG_LEVEL": "WARNING"})
+        if mode:
+            e["ASYA_HANDLER_MODE"] = mode
+        self.log = open(os.path.join(self.dir, "log"), "w+b")
+        self.proc = subprocess.Popen([RUNTIME], env=e, stdout=self.log, stderr=self.log)
+        assert wait_for(lambda: os.path.exists(self.ready) or self.proc.poll() is not None,
+                        timeout=20)
+        assert self.proc.poll() is None, self.output()
+
+    def output(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def call(self, payload):
+        env = {"id": "t-1", "route": {"actors": ["a"], "current": 0}, "payload": payload}
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(30)
+        try:
+            s.connect(self.sock)
+            s.sendall(frame(env))
+            return read_frame(s)
+        finally:
+            s.close()
+
+    def stop(self):
+        """SIGTERM; returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def cleanup(self):
+        self.stop()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

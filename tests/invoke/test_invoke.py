@@ -278,7 +278,7 @@ def test_msg_parsing_error(body, args, text):
 ])
 def test_no_usable_answer(mode, text):
     res = invoke("--handler", rt("echo"), "--payload", input="{}",
-                 env={"ASYA_RUNTIME_BIN": FAKE, "FAKE_MODE": mode})
+                 env={"ASYA_RUNTIME_BIN": FAKE, "FAKE_MODE": mode}, unclean_stop=True)
     assert res.code == EXIT_NO_ANSWER, res
     assert text in res.stdout + res.stderr, res
     if mode != "garbage":
