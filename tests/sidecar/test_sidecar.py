@@ -436,8 +436,11 @@ def test_runtime_dying_mid_request_becomes_poison_message(ctx):
         time.sleep(0.1)
     assert len(errors) == 1, f"nothing at error-end after {restarts} runtime restarts"
     assert_error_envelope(errors[0], sent, "poison_message", ctx.queue)
+    # A delivery can also break on the dying runtime's listen backlog (connect
+    # accepted by the kernel, then reset) before the runtime read it: that counts
+    # as an attempt too, so the runtime sees between 1 and 3 of them.
     tries = [r for r in rt.requests() if r["id"] == sent["id"]]
-    assert len(tries) == 3
+    assert 1 <= len(tries) <= 3, len(tries)
     assert ctx.drain(ctx.happy) == []
     ok = ctx.envelope({"op": "echo"})
     ctx.publish(ok)
@@ -562,6 +565,7 @@ def test_broker_restart_mid_stream_loses_nothing(ctx, capsys):
                 pb.publish_raw(ctx.queue, json.dumps(e))
                 i += 1
                 published[0] = i
+                time.sleep(0.01)  # keep publishing across the restart
             except Exception as exc:  # noqa: BLE001 - broker going away; retry the same id
                 pub_errors.append(type(exc).__name__)
                 pb.close()
@@ -591,6 +595,8 @@ def test_broker_restart_mid_stream_loses_nothing(ctx, capsys):
     for m in ctx.drain(ctx.happy):
         seen.setdefault(m["id"], []).append(m)
     error_msgs += ctx.drain(ctx.error)
+    assert sc.alive(), (f"the sidecar exited ({sc.returncode}) during the test, though the test "
+                        f"never signalled it:\n{sc.log_tail(5)}")
     lost = [i for i in ids if i not in seen]
     dups = sum(len(v) - 1 for v in seen.values())
     with capsys.disabled():
@@ -599,7 +605,6 @@ def test_broker_restart_mid_stream_loses_nothing(ctx, capsys):
               f"error-end {len(error_msgs)} (backlog at stop_app: {backlog})")
     assert lost == [], f"{len(lost)} lost, e.g. {lost[:5]}"
     assert error_msgs == [], error_msgs[:3]
-    assert sc.alive(), sc.log_tail()
     assert "connection lost" in sc.log_text() or "connection failed" in sc.log_text()
 
 
