@@ -136,8 +136,8 @@ examples-rust:
 	    RUSTFLAGS="-D warnings" cargo build -q --release --offline \
 	        --manifest-path handlers/examples/rust/Cargo.toml --target-dir $(BUILD)/cargo && \
 	    mkdir -p $(EXAMPLES_DIR) && \
-	    cmp -s $(BUILD)/cargo/release/libasya_example_rust.so $(EXAMPLES_RUST) || \
-	    cp $(BUILD)/cargo/release/libasya_example_rust.so $(EXAMPLES_RUST); \
+	    { cmp -s $(BUILD)/cargo/release/libasya_example_rust.so $(EXAMPLES_RUST) || \
+	      cp $(BUILD)/cargo/release/libasya_example_rust.so $(EXAMPLES_RUST); }; \
 	else \
 	    echo "cargo not found: skipping the Rust example handler ($(EXAMPLES_RUST))"; \
 	fi
@@ -200,12 +200,29 @@ demo: all
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/asya \
-	    $(DESTDIR)$(PREFIX)/lib/asya $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 0755 $(RUNTIME_BIN) $(SIDECAR_BIN) $(DESTDIR)$(PREFIX)/bin/
+	    $(DESTDIR)$(PREFIX)/lib/asya $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	    $(DESTDIR)$(PREFIX)/lib/asya/examples $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 $(RUNTIME_BIN) $(SIDECAR_BIN) $(INVOKE_BIN) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 include/asya/*.h $(DESTDIR)$(PREFIX)/include/asya/
 	install -m 0755 $(EXAMPLE_HANDLERS) $(DESTDIR)$(PREFIX)/lib/asya/
+	install -m 0755 $(EXAMPLES_C) $(EXAMPLES_CXX) $(DESTDIR)$(PREFIX)/lib/asya/examples/
+	install -m 0644 $(EXAMPLES_DATA) $(DESTDIR)$(PREFIX)/lib/asya/examples/
+	if [ -f $(EXAMPLES_RUST) ]; then \
+	    install -m 0755 $(EXAMPLES_RUST) $(DESTDIR)$(PREFIX)/lib/asya/examples/; fi
+	set -e; for p in $(RUNTIME_BIN) $(SIDECAR_BIN) $(INVOKE_BIN); do \
+	    packaging/mkman.sh $$p $(VERSION) | gzip -9n \
+	        > $(DESTDIR)$(PREFIX)/share/man/man1/$$(basename $$p).1.gz; done
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' asya-handler.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/asya-handler.pc
+
+# Debian package: build/asya_<version>_<arch>.deb from an install into /usr.
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null || uname -m)
+DEB      := $(BUILD)/asya_$(VERSION)_$(DEB_ARCH).deb
+.PHONY: deb test-handlers
+deb: all
+	rm -rf $(BUILD)/deb-root
+	$(MAKE) install DESTDIR=$(abspath $(BUILD)/deb-root) PREFIX=/usr
+	packaging/mkdeb.sh $(BUILD)/deb-root $(VERSION) $(DEB_ARCH) $(DEB)
 
 clean:
 	rm -rf build
