@@ -535,6 +535,29 @@ int broker_publish(struct broker *b, const char *actor, const char *body, size_t
     return broker_publish_queue(b, queue, body, len, attempts, seq, err, errlen);
 }
 
+int broker_set_prefetch(struct broker *b, unsigned prefetch, char *err, size_t errlen)
+{
+    b->opt.prefetch = prefetch;
+    if (!broker_connected(b))
+        return 0;
+    amqp_basic_qos(b->conn, CH_MAIN, 0, (uint16_t)prefetch, 0);
+    if (reply_check(b, amqp_get_rpc_reply(b->conn), "basic.qos", err, errlen))
+        return -1;
+    if (!b->consuming)
+        return 0;
+    /* RabbitMQ applies a per-consumer prefetch to consumers started after
+     * it (global qos is not available on quorum queues), so start a new
+     * consumer and cancel the old one; deliveries already sent to the old
+     * one stay valid and arrive as usual. */
+    char old[sizeof b->consumer_tag];
+    memcpy(old, b->consumer_tag, sizeof old);
+    b->consuming = false;
+    if (broker_consume(b, err, errlen))
+        return -1;
+    amqp_basic_cancel(b->conn, CH_MAIN, amqp_cstring_bytes(old));
+    return reply_check(b, amqp_get_rpc_reply(b->conn), "basic.cancel", err, errlen);
+}
+
 int broker_ack(struct broker *b, uint64_t tag, bool multiple)
 {
     if (!broker_connected(b))

@@ -96,6 +96,10 @@ int broker_publish(struct broker *b, const char *actor, const char *body, size_t
 int broker_publish_queue(struct broker *b, const char *queue, const char *body, size_t len,
                          long attempts, uint64_t *seq, char *err, size_t errlen);
 
+/* Change the prefetch on the open channel (and for later reconnects).
+ * Returns 0 or -1 (connection lost). */
+int broker_set_prefetch(struct broker *b, unsigned prefetch, char *err, size_t errlen);
+
 /* Settle a delivery.  Returns 0 or -1 (connection lost). */
 int broker_ack(struct broker *b, uint64_t tag, bool multiple);
 int broker_reject(struct broker *b, uint64_t tag, bool requeue);

@@ -69,10 +69,15 @@ int sidecar_config_load(struct sidecar_config *cfg, char *err, size_t errlen)
         return rc;
     /* Prefetch bounds the messages this sidecar holds: running, waiting for a
      * runtime slot, and published but waiting for the broker's confirms.
-     * Unset, it leaves room to keep confirms pipelined (see README). */
-    if (!envcfg_str("ASYA_RABBITMQ_PREFETCH", NULL, NULL, NULL))
-        prefetch = cfg->concurrency * 2 > 100 ? cfg->concurrency * 2 : 100;
+     * Unset, the sidecar adapts it to keep confirms pipelined for fast
+     * handlers without hoarding messages behind slow ones (see README). */
+    cfg->prefetch_auto = envcfg_str("ASYA_RABBITMQ_PREFETCH", NULL, NULL, NULL) == NULL;
+    if (cfg->prefetch_auto)
+        prefetch = cfg->concurrency * 2 + 2;
     cfg->prefetch = prefetch > cfg->concurrency ? prefetch : cfg->concurrency;
+    cfg->prefetch_max = cfg->prefetch_auto ? (cfg->concurrency * 4 > 256 ? cfg->concurrency * 4
+                                                                          : 256)
+                                           : cfg->prefetch;
 
     if ((rc = envcfg_duration("ASYA_RUNTIME_TIMEOUT", "5m", DURATION_NS_PER_MS,
                               &cfg->runtime_timeout_ns, err, errlen)) ||

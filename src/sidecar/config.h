@@ -12,7 +12,9 @@ struct sidecar_config {
     const char *queue_prefix; /* ASYA_QUEUE_PREFIX, "" when unset */
     const char *amqp_url;     /* ASYA_RABBITMQ_URL (borrowed; holds the password: never log) */
     const char *exchange;     /* ASYA_RABBITMQ_EXCHANGE */
-    long prefetch;            /* effective: max(ASYA_RABBITMQ_PREFETCH, concurrency) */
+    long prefetch;            /* starting prefetch: max(ASYA_RABBITMQ_PREFETCH, concurrency) */
+    bool prefetch_auto;       /* ASYA_RABBITMQ_PREFETCH unset: adapted at run time */
+    long prefetch_max;        /* upper bound of the adapted prefetch */
     const char *socket_path;  /* ASYA_SOCKET_PATH */
     int64_t runtime_timeout_ns;
     const char *happy_end; /* ASYA_STEP_HAPPY_END (actor name) */

@@ -17,7 +17,7 @@ static void usage(void)
           "  ASYA_ACTOR_NAME / ASYA_QUEUE_NAME   queue to consume (required)\n"
           "  ASYA_RABBITMQ_URL                   amqp://guest:guest@localhost:5672/\n"
           "  ASYA_RABBITMQ_EXCHANGE              asya\n"
-          "  ASYA_RABBITMQ_PREFETCH              max(100, 2 x concurrency)\n"
+          "  ASYA_RABBITMQ_PREFETCH              automatic (see README)\n"
           "  ASYA_SOCKET_PATH                    /tmp/sockets/app.sock\n"
           "  ASYA_RUNTIME_TIMEOUT                5m\n"
           "  ASYA_STEP_HAPPY_END/ERROR_END       happy-end / error-end\n"

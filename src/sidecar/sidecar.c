@@ -24,6 +24,8 @@
 #define RUNTIME_RETRY_MAX   5.0
 #define RECONNECT_MAX_DELAY 30.0
 #define RUNTIME_PROBE_S     2.0
+#define PREFETCH_ADAPT_S    0.25 /* how often the automatic prefetch is reconsidered */
+#define EWMA_WEIGHT         0.1
 
 /*
  * Two kinds of state, so a slow broker confirm never holds up the handler:
@@ -89,7 +91,7 @@ struct sidecar {
     unsigned *free_slots; /* stack of free slot indices */
     unsigned nfree_slots;
 
-    struct message *msgs; /* pool of prefetch messages */
+    struct message *msgs; /* pool of prefetch_max messages */
     unsigned nmsgs;
     struct message *free_msgs;
     struct message *wait_head, *wait_tail; /* FIFO of MSG_WAITING */
@@ -112,7 +114,13 @@ struct sidecar {
     ev_timer runtime_retry;
     ev_timer runtime_probe;
     ev_timer grace;
+    ev_timer prefetch_adapt;
     ev_signal sigterm, sigint;
+
+    /* Automatic prefetch: the handler's moving average time decides how many
+     * messages are worth holding. */
+    double ewma_exec;
+    unsigned prefetch; /* current */
 
     long reconnect_attempt;
     double runtime_backoff;
@@ -155,7 +163,7 @@ static void broker_fail(struct sidecar *sc, const char *why)
 static void message_free(struct sidecar *sc, struct message *m)
 {
     envelope_free(&m->env);
-    if (m->cap > (1u << 20)) { /* keep small buffers for reuse, not huge ones */
+    if (m->cap > (64u << 10)) { /* keep small buffers for reuse, not large ones */
         free(m->body);
         m->body = NULL;
         m->cap = 0;
@@ -555,7 +563,9 @@ static void slot_handle_answer(struct sidecar *sc, struct slot *s, char *answer,
 {
     struct message *m = s->msg;
     char err[256];
-    histogram_observe(&sc->stats.runtime_exec, ev_time() - s->request_at);
+    double exec = ev_time() - s->request_at;
+    histogram_observe(&sc->stats.runtime_exec, exec);
+    sc->ewma_exec = sc->ewma_exec > 0 ? sc->ewma_exec + EWMA_WEIGHT * (exec - sc->ewma_exec) : exec;
     struct runtime_response resp;
     int rc = protocol_parse_response(answer, len, &resp, err, sizeof err);
     free(answer);
@@ -999,8 +1009,9 @@ static void reconnect_cb(struct ev_loop *loop, ev_timer *w, int revents)
         sc->stats.broker_reconnects++;
     sc->reconnect_attempt = 0;
     sc->broker_failed = false;
-    log_info("connected to the broker; queue %s, prefetch %ld, concurrency %ld",
-             sc->cfg->queue_name, sc->cfg->prefetch, sc->cfg->concurrency);
+    log_info("connected to the broker; queue %s, prefetch %u%s, concurrency %ld",
+             sc->cfg->queue_name, sc->prefetch, sc->cfg->prefetch_auto ? " (automatic)" : "",
+             sc->cfg->concurrency);
     ev_io_set(&sc->broker_io, broker_fd(sc->broker), EV_READ);
     ev_io_start(loop, &sc->broker_io);
     if (sc->shutting_down) {
@@ -1135,6 +1146,46 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     maybe_finish_shutdown(sc);
 }
 
+/* ---- automatic prefetch --------------------------------------------------------------- */
+
+/*
+ * With ASYA_RABBITMQ_PREFETCH unset the sidecar picks between two windows by
+ * the handler's moving average time.  Fast handlers (under 20 ms) get a deep
+ * window, so slots stay busy while earlier results wait for the broker's
+ * confirms (a few ms each).  Slow handlers (over 50 ms) get little more than
+ * their slots, so messages are neither hoarded away from other replicas nor
+ * left waiting past the broker's consumer timeout.  It starts narrow.
+ */
+#define FAST_HANDLER_S 0.020
+#define SLOW_HANDLER_S 0.050
+
+static unsigned prefetch_narrow(const struct sidecar *sc)
+{
+    return (unsigned)(sc->cfg->concurrency * 2 + 2);
+}
+
+static void prefetch_adapt_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct sidecar *sc = ev_userdata(loop);
+    (void)w;
+    (void)revents;
+    if (!broker_connected(sc->broker) || sc->ewma_exec <= 0)
+        return;
+    unsigned n = sc->prefetch;
+    if (sc->ewma_exec < FAST_HANDLER_S)
+        n = (unsigned)sc->cfg->prefetch_max;
+    else if (sc->ewma_exec > SLOW_HANDLER_S)
+        n = prefetch_narrow(sc);
+    if (n == sc->prefetch)
+        return;
+    char err[256];
+    log_info("prefetch %u -> %u (handler %.2f ms on average)", sc->prefetch, n,
+             sc->ewma_exec * 1e3);
+    sc->prefetch = n;
+    if (broker_set_prefetch(sc->broker, n, err, sizeof err))
+        broker_fail(sc, err);
+}
+
 /* ---- health ------------------------------------------------------------------------ */
 
 /* While idle, check the runtime now and then so readiness reflects a runtime
@@ -1191,7 +1242,8 @@ struct sidecar *sidecar_new(const struct sidecar_config *cfg, char *err, size_t 
     sc->names.happy_end = cfg->happy_end;
     sc->names.error_end = cfg->error_end;
     sc->nslots = (unsigned)cfg->concurrency;
-    sc->nmsgs = (unsigned)cfg->prefetch;
+    sc->nmsgs = (unsigned)cfg->prefetch_max;
+    sc->prefetch = (unsigned)cfg->prefetch;
     sc->slots = calloc(sc->nslots, sizeof *sc->slots);
     sc->free_slots = calloc(sc->nslots, sizeof *sc->free_slots);
     sc->msgs = calloc(sc->nmsgs, sizeof *sc->msgs);
@@ -1242,6 +1294,7 @@ struct sidecar *sidecar_new(const struct sidecar_config *cfg, char *err, size_t 
     ev_timer_init(&sc->runtime_retry, runtime_retry_cb, RUNTIME_RETRY_FIRST, 0.);
     ev_timer_init(&sc->runtime_probe, runtime_probe_cb, RUNTIME_PROBE_S, RUNTIME_PROBE_S);
     ev_timer_init(&sc->grace, grace_cb, 1., 0.);
+    ev_timer_init(&sc->prefetch_adapt, prefetch_adapt_cb, PREFETCH_ADAPT_S, PREFETCH_ADAPT_S);
     ev_signal_init(&sc->sigterm, signal_cb, SIGTERM);
     ev_signal_init(&sc->sigint, signal_cb, SIGINT);
     update_ready(sc);
@@ -1261,6 +1314,8 @@ int sidecar_run(struct sidecar *sc)
     ev_prepare_start(sc->loop, &sc->prepare);
     ev_timer_start(sc->loop, &sc->heartbeat);
     ev_timer_start(sc->loop, &sc->runtime_probe);
+    if (sc->cfg->prefetch_auto)
+        ev_timer_start(sc->loop, &sc->prefetch_adapt);
     ev_signal_start(sc->loop, &sc->sigterm);
     ev_signal_start(sc->loop, &sc->sigint);
     schedule_reconnect(sc);
