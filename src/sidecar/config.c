@@ -84,7 +84,9 @@ int sidecar_config_load(struct sidecar_config *cfg, char *err, size_t errlen)
         (rc = envcfg_duration("ASYA_QUEUE_RETRY_BACKOFF", "1s", DURATION_NS_PER_MS,
                               &cfg->retry_backoff_ns, err, errlen)) ||
         (rc = envcfg_duration("ASYA_SHUTDOWN_TIMEOUT", "30s", 0, &cfg->shutdown_timeout_ns,
-                              err, errlen)))
+                              err, errlen)) ||
+        (rc = envcfg_duration("ASYA_BROKER_CONSUMER_TIMEOUT", "30m", 0,
+                              &cfg->consumer_timeout_ns, err, errlen)))
         return rc;
 
     if ((rc = envcfg_bool("ASYA_IS_END_ACTOR", "ASYA_IS_TERMINAL", false, &cfg->is_end_actor, err,

@@ -24,6 +24,7 @@ struct sidecar_config {
     long retry_max_attempts;   /* ASYA_QUEUE_RETRY_MAX_ATTEMPTS: broker reconnects */
     int64_t retry_backoff_ns;  /* ASYA_QUEUE_RETRY_BACKOFF: first reconnect delay */
     int64_t shutdown_timeout_ns; /* ASYA_SHUTDOWN_TIMEOUT: SIGTERM grace period */
+    int64_t consumer_timeout_ns; /* ASYA_BROKER_CONSUMER_TIMEOUT: the broker's consumer_timeout */
     long max_message_bytes;    /* ASYA_MAX_MESSAGE_BYTES */
     long max_delivery_attempts; /* ASYA_MAX_DELIVERY_ATTEMPTS: then poison_message */
     bool quorum;                /* ASYA_QUEUE_TYPE=quorum */

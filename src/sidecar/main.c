@@ -1,5 +1,6 @@
 /* asya-sidecar: consumes an actor's queue and relays envelopes to its runtime. */
 #include "config.h"
+#include "duration.h"
 #include "log.h"
 #include "sidecar.h"
 
@@ -63,6 +64,16 @@ int main(int argc, char **argv)
     config_mask_url(cfg.amqp_url, masked, sizeof masked);
     log_info("starting: broker %s, exchange %s, queue %s, runtime %s", masked, cfg.exchange,
              cfg.queue_name, cfg.socket_path);
+    if (cfg.consumer_timeout_ns > 0 && cfg.runtime_timeout_ns >= cfg.consumer_timeout_ns) {
+        char rt[32], ct[32];
+        duration_format(cfg.runtime_timeout_ns, rt, sizeof rt);
+        duration_format(cfg.consumer_timeout_ns, ct, sizeof ct);
+        log_warn("ASYA_RUNTIME_TIMEOUT=%s is not below the broker's consumer_timeout (%s, "
+                 "ASYA_BROKER_CONSUMER_TIMEOUT): the broker would close the channel under a "
+                 "long-running message and redeliver it; raise consumer_timeout in "
+                 "rabbitmq.conf and set ASYA_BROKER_CONSUMER_TIMEOUT to match",
+                 rt, ct);
+    }
     struct sidecar *sc = sidecar_new(&cfg, err, sizeof err);
     if (!sc) {
         fprintf(stderr, "asya-sidecar: %s\n", err);
