@@ -130,16 +130,18 @@ $(EXAMPLES_DIR)/stopwords.txt: handlers/examples/stopwords.txt
 	@mkdir -p $(dir $@)
 	cp $< $@
 
-# The Rust example: cargo decides what to rebuild; skipped when cargo is absent.
+# The Rust example: cargo decides what to rebuild; skipped when cargo is absent or has no
+# toolchain (a rustup proxy without a default).
 examples-rust:
-	@if command -v cargo >/dev/null 2>&1; then \
+	@if cargo --version >/dev/null 2>&1; then \
 	    RUSTFLAGS="-D warnings" cargo build -q --release --offline \
 	        --manifest-path handlers/examples/rust/Cargo.toml --target-dir $(BUILD)/cargo && \
 	    mkdir -p $(EXAMPLES_DIR) && \
 	    { cmp -s $(BUILD)/cargo/release/libasya_example_rust.so $(EXAMPLES_RUST) || \
 	      cp $(BUILD)/cargo/release/libasya_example_rust.so $(EXAMPLES_RUST); }; \
 	else \
-	    echo "cargo not found: skipping the Rust example handler ($(EXAMPLES_RUST))"; \
+	    echo "cargo not found (or no Rust toolchain): skipping the Rust example handler" \
+	         "($(EXAMPLES_RUST))"; \
 	fi
 
 examples: $(EXAMPLES_C) $(EXAMPLES_CXX) $(EXAMPLES_DATA) examples-rust
