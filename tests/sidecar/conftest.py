@@ -79,6 +79,7 @@ class Proc:
         self.popen = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=self._logf,
                                       stderr=subprocess.STDOUT, start_new_session=True)
         self.pid = self.popen.pid
+        self.expected_exit = False  # set when the test signals it or means it to die
         with open(os.path.join(RUN_DIR, "pids"), "a") as f:
             f.write(f"{self.pid} {name}\n")
         log.info("started %s (pid %d), log %s", name, self.pid, log_path)
@@ -91,11 +92,26 @@ class Proc:
         return self.popen.poll()
 
     def send_signal(self, sig: int) -> None:
+        self.expected_exit = True
         if self.alive():
             os.kill(self.pid, sig)
 
+    def unexpected_exit(self) -> Optional[str]:
+        """A description when the process exited although the test neither
+        signalled it nor expected it to die."""
+        if self.expected_exit or self.alive():
+            return None
+        text = self.log_text()
+        why = ""
+        if "received SIGTERM" in text or "SIGTERM received" in text:
+            why = (" -- it logged a SIGTERM that this test never sent: something outside the "
+                   "suite signalled it (a broad pkill/kill on this machine?)")
+        return (f"{self.name} (pid {self.pid}) exited with {self.returncode} during the test{why}; "
+                f"last log lines:\n{self.log_tail(6)}")
+
     def kill_group(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (a runtime and its workers)."""
+        self.expected_exit = True
         try:
             os.killpg(self.pid, sig)
         except ProcessLookupError:
@@ -109,6 +125,7 @@ class Proc:
 
     def stop(self, timeout: float = 8.0) -> Optional[int]:
         """SIGTERM, then SIGKILL to the group after `timeout`."""
+        self.expected_exit = True
         if self.alive():
             self.send_signal(signal.SIGTERM)
             if self.wait(timeout) is None:
@@ -311,6 +328,13 @@ class Ctx:
             except OSError:
                 pass
 
+    def check_procs(self) -> None:
+        """Fail at once, naming it, when a process died unexpectedly."""
+        for p in self.procs:
+            msg = p.unexpected_exit()
+            if msg:
+                raise AssertionError(msg)
+
     # ---- broker helpers ----
 
     def publish(self, env: Dict[str, Any], queue: Optional[str] = None, headers=None) -> None:
@@ -350,7 +374,11 @@ class Ctx:
         got = {q: [] for q in want}
         deadline = time.monotonic() + timeout
         settle_until = None
+        next_check = 0.0
         while True:
+            if time.monotonic() >= next_check:
+                self.check_procs()
+                next_check = time.monotonic() + 0.5
             idle = True
             for q in want:
                 body = self.b.get_raw(q)

@@ -328,6 +328,9 @@ def test_queue_prefix(ctx):
 def test_default_end_queue_names(ctx):
     """Without ASYA_STEP_* the ends are happy-end and error-end."""
     ctx.fake_runtime()
+    for q in ("happy-end", "error-end"):  # shared by every test: not deleted afterwards
+        ctx.b.channel.queue_declare(queue=q, durable=True)
+        ctx.b.channel.queue_bind(queue=q, exchange=EXCHANGE, routing_key=q)
     ctx.sidecar({"ASYA_STEP_HAPPY_END": None, "ASYA_STEP_ERROR_END": None})
     ok = ctx.envelope({"op": "echo"})
     bad = ctx.envelope({"op": "error"})
@@ -421,6 +424,7 @@ def test_runtime_dying_mid_request_becomes_poison_message(ctx):
     """A message that kills the runtime every time: republished with an attempt
     count, the runtime restarted each time, error-end after the max attempts."""
     rt = ctx.fake_runtime()
+    rt.expected_exit = True
     sc = ctx.sidecar({"ASYA_MAX_DELIVERY_ATTEMPTS": "3"})
     sent = ctx.envelope({"op": "die"})
     ctx.publish(sent)
@@ -432,6 +436,8 @@ def test_runtime_dying_mid_request_becomes_poison_message(ctx):
             restarts += 1
             assert restarts <= 5, "endless loop: the runtime keeps being killed"
             rt = ctx.fake_runtime()
+            rt.expected_exit = True
+        ctx.check_procs()
         errors += ctx.drain(ctx.error)
         time.sleep(0.1)
     assert len(errors) == 1, f"nothing at error-end after {restarts} runtime restarts"
@@ -460,6 +466,7 @@ def test_runtime_unreachable_nothing_burnt(ctx):
     for e in sent:
         ctx.publish(e)
     time.sleep(2.0)
+    ctx.check_procs()
     assert ctx.drain(ctx.happy) == [] and ctx.drain(ctx.error) == []
     assert ctx.depth() == 5, "the messages wait in the queue"
     ctx.fake_runtime()
@@ -575,6 +582,7 @@ def test_broker_restart_mid_stream_loses_nothing(ctx, capsys):
     th = threading.Thread(target=publisher, daemon=True)
     th.start()
     assert wait_for(lambda: published[0] >= 100, 30)
+    ctx.check_procs()
     backlog = ctx.depth()
     broker_ctl("stop_app")
     time.sleep(2)
@@ -585,6 +593,7 @@ def test_broker_restart_mid_stream_loses_nothing(ctx, capsys):
     seen, error_msgs = {}, []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(seen) < total:
+        ctx.check_procs()
         for m in ctx.drain(ctx.happy):
             seen.setdefault(m["id"], []).append(m)
             assert m["route"]["current"] == 1 and m["payload"]["op"] == "sleep"
