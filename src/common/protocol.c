@@ -184,6 +184,17 @@ int protocol_parse_response(const char *data, size_t len, struct runtime_respons
     return rc;
 }
 
+int protocol_is_control(const char *data, size_t len)
+{
+    if (len > 256 || !memmem(data, len, PROTO_CONTROL_KEY, sizeof PROTO_CONTROL_KEY - 1))
+        return 0;
+    json_t *root = json_loadb(data, len, 0, NULL);
+    int is = json_is_object(root) && json_is_string(json_object_get(root, PROTO_CONTROL_KEY)) &&
+             !json_object_get(root, "payload");
+    json_decref(root);
+    return is;
+}
+
 void protocol_response_free(struct runtime_response *out)
 {
     if (!out)

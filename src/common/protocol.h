@@ -28,6 +28,22 @@ json_t *protocol_error_json(const char *code, const char *message, const char *t
 char *protocol_error_text(const char *code, const char *message, const char *type,
                           const char *traceback, size_t *len);
 
+/*
+ * Control requests: a frame holding {"asya_control": "stats"} instead of an
+ * envelope.  asya-runtime answers it itself, without a worker, with a JSON
+ * object (not an array) describing its workers:
+ *   {"asya_runtime": "<version>", "workers": n, "idle": n, "busy": n,
+ *    "queued": n, "worker_restarts": {"crash": n, "oom_kill": n,
+ *    "timeout_kill": n, "exit": n}}
+ * Runtimes that do not know it (the reference Python runtime) answer a
+ * msg_parsing_error array, so a client can tell.
+ */
+#define PROTO_CONTROL_KEY   "asya_control"
+#define PROTO_CONTROL_STATS "{\"asya_control\":\"stats\"}"
+
+/* True when the frame is a control request (cheap: looks only at small frames). */
+int protocol_is_control(const char *data, size_t len);
+
 enum response_kind {
     RESPONSE_RESULTS = 0, /* one or more results */
     RESPONSE_EMPTY = 1,   /* [] or null: no result */

@@ -9,12 +9,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <asya/asya.h>
 
 #include "config.h"
+#include "frame.h"
 #include "log.h"
+#include "protocol.h"
+#include "usock.h"
 #include "supervisor.h"
 #include "worker.h"
 
@@ -23,7 +28,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: " PROGRAM " [--help | --version]\n"
+            "Usage: " PROGRAM " [--help | --version | --probe [SOCKET]]\n"
             "\n"
             "Serves a handler function from a shared library on a unix socket, speaking the\n"
             "Asya sidecar framing (4-byte big-endian length + JSON).  Handler code runs in\n"
@@ -45,7 +50,11 @@ static void usage(FILE *out)
             "  ASYA_LOG_FORMAT         text | json                   (default text)\n"
             "\n"
             "Exit status: 0 after SIGTERM/SIGINT, 1 when the handler cannot be loaded or the\n"
-            "socket cannot be served, 2 on a bad configuration value.\n",
+            "socket cannot be served, 2 on a bad configuration value.\n"
+            "\n"
+            "--probe [SOCKET] asks a running runtime (SOCKET, else ASYA_SOCKET_PATH) for its\n"
+            "worker counts and restarts by cause, prints the JSON answer and exits 0, or\n"
+            "exits 1 when nothing answers within 2 s (for container health checks).\n",
             CONFIG_DEFAULT_SOCKET);
 }
 
@@ -62,6 +71,37 @@ static int self_path(const char *argv0, char *buf, size_t len)
     return -ENOENT;
 }
 
+/* --probe: ask a running runtime for its stats (see protocol.h). */
+static int probe(const char *path)
+{
+    if (!path)
+        path = getenv("ASYA_SOCKET_PATH");
+    if (!path || !*path)
+        path = CONFIG_DEFAULT_SOCKET;
+    int fd = usock_connect(path, 0);
+    if (fd < 0) {
+        fprintf(stderr, PROGRAM ": probe %s: %s\n", path, strerror(-fd));
+        return 1;
+    }
+    struct timeval tv = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    char *answer = NULL;
+    size_t len = 0;
+    int rc = frame_send(fd, PROTO_CONTROL_STATS, strlen(PROTO_CONTROL_STATS));
+    if (rc == 0)
+        rc = frame_recv(fd, 1 << 20, &answer, &len);
+    close(fd);
+    if (rc != 0) {
+        fprintf(stderr, PROGRAM ": probe %s: no answer (%s)\n", path, strerror(-rc));
+        return 1;
+    }
+    int ok = answer[0] == '{';
+    printf("%s\n", answer);
+    free(answer);
+    return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     bool worker = false;
@@ -74,6 +114,8 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
+        if (strcmp(argv[i], "--probe") == 0)
+            return probe(i + 1 < argc ? argv[i + 1] : NULL);
         if (strcmp(argv[i], WORKER_ARG) == 0) {
             worker = true;
             continue;

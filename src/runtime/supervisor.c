@@ -122,6 +122,8 @@ struct supervisor {
     struct conn_list conns;
     struct conn_list queue;
     size_t queued;
+    /* Worker deaths by cause, for the control "stats" answer. */
+    unsigned long restarts_crash, restarts_oom_kill, restarts_timeout_kill, restarts_exit;
 };
 
 static void conn_close(struct conn *c);
@@ -311,10 +313,43 @@ static void conn_start_reading(struct conn *c)
     ev_io_start(c->sv->loop, &c->rio);
 }
 
+/* The answer to a control "stats" request (see protocol.h), or NULL. */
+static char *stats_text(const struct supervisor *sv, size_t *len)
+{
+    size_t idle = 0, busy = 0;
+    for (size_t i = 0; i < sv->nworkers; i++) {
+        idle += sv->workers[i].state == W_IDLE;
+        busy += sv->workers[i].state == W_BUSY;
+    }
+    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I}}", "asya_runtime",
+                          ASYA_BUILD_VERSION, "workers", (json_int_t)sv->nworkers, "idle",
+                          (json_int_t)idle, "busy", (json_int_t)busy, "queued",
+                          (json_int_t)sv->queued, "worker_restarts", "crash",
+                          (json_int_t)sv->restarts_crash, "oom_kill",
+                          (json_int_t)sv->restarts_oom_kill, "timeout_kill",
+                          (json_int_t)sv->restarts_timeout_kill, "exit",
+                          (json_int_t)sv->restarts_exit);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (s)
+        *len = strlen(s);
+    return s;
+}
+
 /* A complete request frame arrived. */
 static void conn_got_request(struct conn *c)
 {
     c->req = frame_reader_take(&c->rd, &c->req_len);
+    if (protocol_is_control(c->req, c->req_len)) {
+        /* Answered here, without a worker: a cheap health and stats probe. */
+        size_t len = 0;
+        char *text = stats_text(c->sv, &len);
+        if (text)
+            conn_send_answer(c, text, len);
+        else
+            conn_close(c);
+        return;
+    }
     queue_push(c);
     /* Keep watching the socket, but only to notice the client leaving. */
     dispatch(c->sv);
@@ -828,6 +863,16 @@ static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
     char how[128];
     describe_status(status, how, sizeof how);
     pid_t pid = w->pid;
+    if (was == W_BUSY && w->killed_by_us && !sv->stopping)
+        sv->restarts_timeout_kill++; /* its client gave up (the sidecar's timeout) */
+    else if (was != W_STOPPING && !sv->stopping) {
+        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+            sv->restarts_oom_kill++;
+        else if (WIFSIGNALED(status))
+            sv->restarts_crash++;
+        else
+            sv->restarts_exit++;
+    }
     if (was == W_BUSY && c) {
         c->worker = NULL;
         log_warn("worker %ld %s while handling a request; replacing it", (long)pid, how);

@@ -201,6 +201,22 @@ char *metrics_render(const struct metrics *m, size_t *len)
            "Times consumption paused because the runtime was unreachable.");
     counter_q(f, m, "runtime_unavailable_pauses_total", NULL, NULL, m->runtime_pauses);
 
+    if (m->have_runtime_stats) {
+        static const char *const causes[4] = {"crash", "oom_kill", "timeout_kill", "exit"};
+        header(f, m, "runtime_worker_restarts_total", "counter",
+               "Runtime worker processes replaced, by cause (from asya-runtime).");
+        for (size_t i = 0; i < 4; i++)
+            counter_q(f, m, "runtime_worker_restarts_total", "cause", causes[i],
+                      m->runtime_restarts[i]);
+        header(f, m, "runtime_workers", "gauge", "Runtime worker processes, by state.");
+        fprintf(f, "%s_runtime_workers{queue=\"", m->ns);
+        put_label(f, m->queue);
+        fprintf(f, "\",state=\"busy\"} %lld\n", (long long)m->runtime_busy);
+        fprintf(f, "%s_runtime_workers{queue=\"", m->ns);
+        put_label(f, m->queue);
+        fprintf(f, "\",state=\"total\"} %lld\n", (long long)m->runtime_workers);
+    }
+
     header(f, m, "active_messages", "gauge", "Messages in flight in this sidecar.");
     fprintf(f, "%s_active_messages{queue=\"", m->ns);
     put_label(f, m->queue);

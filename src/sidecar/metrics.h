@@ -66,6 +66,12 @@ struct metrics {
     size_t nsent;
     /* runtime_errors_total{error_type}: the protocol's codes, then "other" */
     uint64_t runtime_errors[7];
+    /* Mirrored from asya-runtime's control "stats" answer (see protocol.h):
+     * worker deaths by cause and worker counts; have_runtime_stats is false
+     * with a runtime that does not answer it (the reference one). */
+    bool have_runtime_stats;
+    uint64_t runtime_restarts[4]; /* crash, oom_kill, timeout_kill, exit */
+    int64_t runtime_workers, runtime_busy;
     uint64_t broker_reconnects;
     uint64_t runtime_pauses;
     int64_t active;

@@ -26,6 +26,7 @@
 #define RUNTIME_PROBE_S     2.0
 #define PREFETCH_ADAPT_S    0.25 /* how often the automatic prefetch is reconsidered */
 #define EWMA_WEIGHT         0.1
+#define RUNTIME_STATS_S     5.0 /* how often asya-runtime's worker stats are fetched */
 
 /*
  * Two kinds of state, so a slow broker confirm never holds up the handler:
@@ -131,6 +132,16 @@ struct sidecar {
     int exit_code;
     struct metrics stats;
     struct httpd *httpd;
+
+    /* Periodic control "stats" request to the runtime (asya-runtime only). */
+    struct {
+        ev_io io;
+        ev_timer every;
+        ev_timer timeout;
+        int fd;
+        bool unsupported;
+        struct frame_reader in;
+    } rstats;
 };
 
 static void slot_io_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -1186,6 +1197,100 @@ static void prefetch_adapt_cb(struct ev_loop *loop, ev_timer *w, int revents)
         broker_fail(sc, err);
 }
 
+/* ---- runtime worker stats ----------------------------------------------------------- */
+
+static void rstats_close(struct sidecar *sc)
+{
+    ev_io_stop(sc->loop, &sc->rstats.io);
+    ev_timer_stop(sc->loop, &sc->rstats.timeout);
+    if (sc->rstats.fd >= 0)
+        close(sc->rstats.fd);
+    sc->rstats.fd = -1;
+    frame_reader_reset(&sc->rstats.in);
+}
+
+static void rstats_apply(struct sidecar *sc, const char *text, size_t len)
+{
+    json_t *o = json_loadb(text, len, 0, NULL);
+    json_t *r = json_object_get(o, "worker_restarts");
+    if (!json_is_object(o) || !json_is_object(r)) {
+        /* The reference runtime answers an error array: stop asking. */
+        sc->rstats.unsupported = true;
+        log_info("the runtime does not report worker stats; metrics without them");
+        json_decref(o);
+        return;
+    }
+    static const char *const causes[4] = {"crash", "oom_kill", "timeout_kill", "exit"};
+    for (int i = 0; i < 4; i++)
+        sc->stats.runtime_restarts[i] =
+            (uint64_t)json_integer_value(json_object_get(r, causes[i]));
+    sc->stats.runtime_workers = json_integer_value(json_object_get(o, "workers"));
+    sc->stats.runtime_busy = json_integer_value(json_object_get(o, "busy"));
+    sc->stats.have_runtime_stats = true;
+    json_decref(o);
+}
+
+static void rstats_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct sidecar *sc = ev_userdata(loop);
+    (void)w;
+    (void)revents;
+    char buf[4096];
+    ssize_t n = read(sc->rstats.fd, buf, sizeof buf);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        rstats_close(sc);
+        return;
+    }
+    size_t used;
+    int st = frame_reader_feed(&sc->rstats.in, buf, (size_t)n, &used);
+    if (st == FRAME_INCOMPLETE)
+        return;
+    if (st == FRAME_COMPLETE) {
+        size_t len;
+        char *text = frame_reader_take(&sc->rstats.in, &len);
+        rstats_apply(sc, text, len);
+        free(text);
+    }
+    rstats_close(sc);
+}
+
+static void rstats_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    rstats_close(ev_userdata(loop));
+}
+
+static void rstats_every_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct sidecar *sc = ev_userdata(loop);
+    (void)w;
+    (void)revents;
+    if (sc->rstats.unsupported || sc->rstats.fd >= 0 || sc->runtime_down)
+        return;
+    int fd = usock_connect(sc->cfg->socket_path, 1);
+    if (fd < 0)
+        return;
+    static const char req[] = PROTO_CONTROL_STATS;
+    unsigned char frame[FRAME_HEADER_LEN + sizeof req];
+    frame_put_header(frame, (uint32_t)(sizeof req - 1));
+    memcpy(frame + FRAME_HEADER_LEN, req, sizeof req - 1);
+    /* A fresh unix socket takes a few bytes without blocking. */
+    if (send(fd, frame, FRAME_HEADER_LEN + sizeof req - 1, MSG_NOSIGNAL | MSG_DONTWAIT) !=
+        (ssize_t)(FRAME_HEADER_LEN + sizeof req - 1)) {
+        close(fd);
+        return;
+    }
+    sc->rstats.fd = fd;
+    frame_reader_init(&sc->rstats.in, 1 << 16);
+    ev_io_set(&sc->rstats.io, fd, EV_READ);
+    ev_io_start(loop, &sc->rstats.io);
+    ev_timer_set(&sc->rstats.timeout, 2., 0.);
+    ev_timer_start(loop, &sc->rstats.timeout);
+}
+
 /* ---- health ------------------------------------------------------------------------ */
 
 /* While idle, check the runtime now and then so readiness reflects a runtime
@@ -1237,6 +1342,7 @@ struct sidecar *sidecar_new(const struct sidecar_config *cfg, char *err, size_t 
         return NULL;
     }
     ev_set_userdata(sc->loop, sc);
+    sc->rstats.fd = -1;
     metrics_init(&sc->stats, cfg->metrics_namespace, cfg->queue_name);
     sc->names.actor = cfg->actor_name;
     sc->names.happy_end = cfg->happy_end;
@@ -1248,6 +1354,8 @@ struct sidecar *sidecar_new(const struct sidecar_config *cfg, char *err, size_t 
     sc->free_slots = calloc(sc->nslots, sizeof *sc->free_slots);
     sc->msgs = calloc(sc->nmsgs, sizeof *sc->msgs);
     sc->acks = calloc(sc->nmsgs, sizeof *sc->acks);
+    for (unsigned i = 0; sc->slots && i < sc->nslots; i++)
+        sc->slots[i].fd = -1;
     if (!sc->slots || !sc->free_slots || !sc->msgs || !sc->acks) {
         snprintf(err, errlen, "out of memory");
         sidecar_free(sc);
@@ -1295,6 +1403,9 @@ struct sidecar *sidecar_new(const struct sidecar_config *cfg, char *err, size_t 
     ev_timer_init(&sc->runtime_probe, runtime_probe_cb, RUNTIME_PROBE_S, RUNTIME_PROBE_S);
     ev_timer_init(&sc->grace, grace_cb, 1., 0.);
     ev_timer_init(&sc->prefetch_adapt, prefetch_adapt_cb, PREFETCH_ADAPT_S, PREFETCH_ADAPT_S);
+    ev_io_init(&sc->rstats.io, rstats_io_cb, -1, EV_READ);
+    ev_timer_init(&sc->rstats.every, rstats_every_cb, 0.5, RUNTIME_STATS_S);
+    ev_timer_init(&sc->rstats.timeout, rstats_timeout_cb, 2., 0.);
     ev_signal_init(&sc->sigterm, signal_cb, SIGTERM);
     ev_signal_init(&sc->sigint, signal_cb, SIGINT);
     update_ready(sc);
@@ -1316,6 +1427,8 @@ int sidecar_run(struct sidecar *sc)
     ev_timer_start(sc->loop, &sc->runtime_probe);
     if (sc->cfg->prefetch_auto)
         ev_timer_start(sc->loop, &sc->prefetch_adapt);
+    if (sc->cfg->metrics_enabled)
+        ev_timer_start(sc->loop, &sc->rstats.every);
     ev_signal_start(sc->loop, &sc->sigterm);
     ev_signal_start(sc->loop, &sc->sigint);
     schedule_reconnect(sc);
@@ -1338,6 +1451,9 @@ void sidecar_free(struct sidecar *sc)
         envelope_free(&sc->msgs[i].env);
         free(sc->msgs[i].body);
     }
+    if (sc->rstats.fd >= 0)
+        close(sc->rstats.fd);
+    frame_reader_reset(&sc->rstats.in);
     free(sc->msgs);
     free(sc->acks);
     free(sc->confirms);
