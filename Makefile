@@ -72,7 +72,9 @@ help:
 	@echo "make test-integration-sidecar the seed suite: 13 scenarios on a private RabbitMQ"
 	@echo "make asan / test-asan         ASan+UBSan build in build/asan and its tests"
 	@echo "make valgrind                 unit tests under valgrind memcheck"
+	@echo "make test-handlers            asya-invoke, example handlers, packaging, tutorial"
 	@echo "make install PREFIX=/usr/local"
+	@echo "make deb                      build/asya_<version>_<arch>.deb"
 
 # ---- objects and libraries ------------------------------------------------
 
@@ -166,6 +168,10 @@ test-runtime: all
 test-sidecar: all
 	ASYA_BUILD_DIR=$(abspath $(BUILD)) tests/sidecar/run.sh
 
+# asya-invoke, handlers/examples, make install/deb and the tutorial (docs/writing-a-handler.md).
+test-handlers: all
+	ASYA_BUILD_DIR=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/invoke
+
 test-integration-sidecar: all
 	ASYA_BUILD_DIR=$(abspath $(BUILD)) tests/integration/sidecar-vs-runtime/run.sh
 
@@ -189,6 +195,7 @@ test: all
 	$(MAKE) test-unit
 	$(MAKE) valgrind
 	$(MAKE) test-runtime
+	$(MAKE) test-handlers
 	$(MAKE) test-sidecar
 	$(MAKE) test-integration-sidecar
 	$(MAKE) test-asan
