@@ -60,6 +60,10 @@ class Ends:
 
     def __init__(self, broker: Broker):
         self.b = broker
+        # Messages read but not matched yet: a later wait() of the same test may
+        # want them (several envelopes in flight, checked one by one).
+        self.stash: Dict[str, List[Dict[str, Any]]] = {"happy": [], "error": []}
+        self.dead: List[str] = []
 
     def wait(self, match: Callable[[Dict[str, Any]], bool], happy: int = 0, error: int = 0,
              timeout: float = 15.0, settle: float = 0.5) -> Dict[str, List[Dict[str, Any]]]:
@@ -68,8 +72,16 @@ class Ends:
         catch extras), or `timeout`.  Returns {"happy": [...], "error": [...]};
         the caller asserts on counts and content."""
         got = {"happy": [], "error": []}
-        deadline = time.monotonic() + timeout
+        for key in got:
+            keep = []
+            for msg in self.stash[key]:
+                (got[key] if match(msg) else keep).append(msg)
+            self.stash[key] = keep
+        start = time.monotonic()
+        deadline = start + timeout
         settle_until = None
+        next_check = start + 1.0
+        self.dead = []
         while True:
             idle = True
             for key, queue in (("happy", HAPPY_END), ("error", ERROR_END)):
@@ -81,15 +93,26 @@ class Ends:
                     msg = json.loads(body)
                 except ValueError:
                     msg = {"__raw__": body.decode("utf-8", "replace")}
-                if isinstance(msg, dict) and match(msg):
+                if not isinstance(msg, dict):
+                    msg = {"__raw__": msg}
+                if match(msg):
                     got[key].append(msg)
                 else:
-                    log.debug("skipping %s message %.200s", queue, msg)
+                    log.debug("not matched (yet): %s message %.200s", queue, msg)
+                    self.stash[key].append(msg)
             now = time.monotonic()
             if settle_until is None and len(got["happy"]) >= happy and len(got["error"]) >= error:
                 settle_until = now + settle
             if (settle_until is not None and now >= settle_until) or now >= deadline:
                 break
+            if now >= next_check:
+                # A runtime or sidecar died: don't wait the whole timeout for
+                # messages that may never come; the assertion names the dead.
+                next_check = now + 1.0
+                self.dead = dead_processes()
+                if self.dead and settle_until is None and now - start > 3.0:
+                    log.error("giving up early, processes died: %s", self.dead)
+                    break
             if idle:
                 time.sleep(0.03)
         return got
@@ -105,7 +128,8 @@ class Ends:
             f"envelope {id} expected at {where}-end but arrived at {other}-end: {got[other]!r:.2000}")
         assert len(got[where]) == 1, (
             f"envelope {id}: expected exactly 1 message at {where}-end within {timeout}s, "
-            f"got {len(got[where])}: {got[where]!r:.2000}")
+            f"got {len(got[where])}: {got[where]!r:.2000}"
+            + (f"; dead processes: {self.dead}" if self.dead else ""))
         return got[where][0]
 
 

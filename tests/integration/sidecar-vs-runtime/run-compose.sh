@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# run-compose.sh - the sidecar-vs-runtime seed suite through docker compose
+# (`make test-integration-sidecar DOCKER=1`).
+#
+#   tests/integration/sidecar-vs-runtime/run-compose.sh [pytest args...]
+#   e.g. ... run-compose.sh -k fanout
+#
+# 1. builds the images asya-runtime:local and asya-sidecar:local
+#    (compose/Dockerfile.*) and the tester image, sending the engine only the
+#    sources they need;
+# 2. starts docker-compose.yml: RabbitMQ (definitions loaded at start), one
+#    runtime + sidecar container pair per scenario, and waits until every
+#    container's healthcheck passes;
+# 3. runs the pytest suite (tests/) in the tester container against the compose
+#    broker;
+# 4. kills the runtime container of test-echo-queue while it is working through
+#    slow envelopes: its sidecar must pause (no consumer, messages kept), and
+#    after the container is started again every envelope must reach happy-end
+#    and none error-end (docker/kill_check.py);
+# 5. always saves every container's log to build/test-runs/ and runs
+#    `down -v --remove-orphans`, even when a step fails or on Ctrl-C.
+#
+# Needs a running Docker engine and `docker compose` or `docker-compose`, and
+# the base images debian:bookworm-slim and rabbitmq:3-management (pulled from a
+# registry, or local stand-ins: scripts/ci-container-images.sh).
+#
+# Environment:
+#   ASYA_LOG_LEVEL         passed to every container (default INFO)
+#   ASYA_TEST_AMQP_PORT    127.0.0.1 port published for AMQP (default 5673)
+#   ASYA_TEST_MGMT_PORT    127.0.0.1 port published for management (default 15673)
+#   ASYA_COMPOSE_PROJECT   compose project name (default asya-svr)
+#   ASYA_COMPOSE_KILL=0    skip step 4
+#   ASYA_COMPOSE_KEEP=1    leave everything running (no down -v) to look around
+#
+# Exit status: 0 when pytest and the kill check pass; pytest's status or 1 when
+# one fails; 2 when the environment could not be brought up.
+set -u
+
+SUITE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$SUITE_DIR/../../.." && pwd)
+PROJECT=${ASYA_COMPOSE_PROJECT:-asya-svr}
+LOG_LEVEL=${ASYA_LOG_LEVEL:-INFO}
+LOG_LEVEL_SET=${ASYA_LOG_LEVEL:+yes}
+export ASYA_LOG_LEVEL=$LOG_LEVEL
+KILL_QUEUE=test-echo-queue
+KILL_SERVICE=rt-echo
+KILL_SIDECAR=sc-echo
+
+say() { echo "run-compose.sh: $*" >&2; }
+
+command -v docker >/dev/null 2>&1 || { say "docker is not installed"; exit 2; }
+docker info >/dev/null 2>&1 || { say "no Docker engine answers (DOCKER_HOST=${DOCKER_HOST:-default}); start dockerd first"; exit 2; }
+if docker compose version >/dev/null 2>&1; then
+    DC=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+    DC=(docker-compose)
+else
+    say "neither 'docker compose' nor 'docker-compose' is installed"
+    exit 2
+fi
+DC+=(-p "$PROJECT" -f "$SUITE_DIR/docker-compose.yml" --project-directory "$SUITE_DIR")
+dc() { "${DC[@]}" "$@"; }
+# Without the buildx plugin the docker CLI needs the classic builder.
+docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+RUN_DIR=$ROOT/build/test-runs/sidecar-vs-runtime-compose-$STAMP-$$
+mkdir -p "$RUN_DIR"
+ls -1dt "$ROOT"/build/test-runs/sidecar-vs-runtime-compose-* 2>/dev/null |
+    tail -n +$((${ASYA_TEST_KEEP_RUNS:-5} + 1)) | while read -r old; do rm -rf "$old"; done
+
+RC=2
+UP=
+
+teardown()
+{
+    local rc=$RC
+    trap - EXIT INT TERM
+    if [ -n "$UP" ]; then
+        dc ps >"$RUN_DIR/ps.txt" 2>&1
+        for s in $(dc config --services 2>/dev/null); do
+            dc logs --no-color --timestamps "$s" >"$RUN_DIR/$s.log" 2>&1
+        done
+        if [ "${ASYA_COMPOSE_KEEP:-}" = 1 ]; then
+            say "ASYA_COMPOSE_KEEP=1: left running; stop with: ${DC[*]} down -v --remove-orphans"
+        else
+            dc down -v --remove-orphans --timeout 20 >"$RUN_DIR/down.log" 2>&1 ||
+                { say "down -v failed:"; cat "$RUN_DIR/down.log" >&2; }
+        fi
+    fi
+    if [ "$rc" -ne 0 ]; then
+        say "FAILED (exit $rc); logs of every container: $RUN_DIR"
+    else
+        say "passed; logs: $RUN_DIR"
+    fi
+    exit "$rc"
+}
+trap teardown EXIT
+trap 'RC=130; say "interrupted"; exit 130' INT
+trap 'RC=143; say "terminated"; exit 143' TERM
+
+# ---- the compose file must have a pair per scenario ---------------------------
+services=$(dc config --services 2>"$RUN_DIR/config.err") || {
+    say "docker-compose.yml does not parse:"
+    cat "$RUN_DIR/config.err" >&2
+    exit 2
+}
+missing=
+while read -r queue handler timeout; do
+    short=${queue#test-}
+    short=${short%-queue}
+    for s in "rt-$short" "sc-$short"; do
+        grep -qx "$s" <<<"$services" || missing="$missing $s"
+    done
+    grep -A3 "^  rt-$short:" "$SUITE_DIR/docker-compose.yml" | grep -q "test_handlers.so:$handler\$" ||
+        missing="$missing rt-$short(handler $handler)"
+done < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$SUITE_DIR/scenarios.txt")
+if [ -n "$missing" ]; then
+    say "docker-compose.yml disagrees with scenarios.txt; missing or different:$missing"
+    exit 2
+fi
+PAIRS=$(grep -E '^(rt|sc)-' <<<"$services" | tr '\n' ' ')
+
+# ---- 1. images ------------------------------------------------------------------
+for base in debian:bookworm-slim rabbitmq:3-management; do
+    docker image inspect "$base" >/dev/null 2>&1 && continue
+    say "pulling $base (on a machine without a registry, run scripts/ci-container-images.sh first)"
+    docker pull -q "$base" >/dev/null || { say "no image $base"; exit 2; }
+done
+build()
+{
+    # build TAG DOCKERFILE CONTEXT-DIR PATHS...: a tar of only PATHS as context.
+    local tag=$1 file=$2 dir=$3 t0=$SECONDS
+    shift 3
+    if ! tar -C "$dir" -c "$@" | docker build -f "$file" -t "$tag" - >"$RUN_DIR/build-${tag%%:*}.log" 2>&1; then
+        tail -n 30 "$RUN_DIR/build-${tag%%:*}.log" >&2
+        say "building $tag failed (log: $RUN_DIR/build-${tag%%:*}.log)"
+        exit 2
+    fi
+    say "image $tag built in $((SECONDS - t0)) s"
+}
+SRC=(Makefile asya-handler.pc.in include src compose)
+build asya-runtime:local compose/Dockerfile.runtime "$ROOT" "${SRC[@]}" handlers \
+    tests/integration/sidecar-vs-runtime/handlers
+build asya-sidecar:local compose/Dockerfile.sidecar "$ROOT" "${SRC[@]}"
+build asya-svr-tester:local docker/Dockerfile.tester "$SUITE_DIR" docker
+
+# ---- 2. up and healthy ----------------------------------------------------------
+dc down -v --remove-orphans >/dev/null 2>&1 # leftovers of an interrupted run
+UP=yes
+t0=$SECONDS
+say "starting RabbitMQ and $(wc -w <<<"$PAIRS") runtime/sidecar containers"
+# shellcheck disable=SC2086
+if ! dc up -d --no-build rabbitmq $PAIRS >"$RUN_DIR/up.log" 2>&1; then
+    tail -n 30 "$RUN_DIR/up.log" >&2
+    say "compose up failed"
+    exit 2
+fi
+deadline=$((SECONDS + 180))
+while :; do
+    pending=
+    for s in rabbitmq $PAIRS; do
+        id=$(dc ps -q "$s" 2>/dev/null)
+        st=$(docker inspect -f '{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id" 2>/dev/null)
+        case $st in
+        running/healthy) ;;
+        exited/* | dead/*)
+            say "$s exited during start-up:"
+            dc logs --no-color --tail 20 "$s" >&2
+            exit 2
+            ;;
+        *) pending="$pending $s($st)" ;;
+        esac
+    done
+    [ -z "$pending" ] && break
+    if [ $SECONDS -ge $deadline ]; then
+        say "not healthy after 180 s:$pending"
+        exit 2
+    fi
+    sleep 1
+done
+say "all $(($(wc -w <<<"$PAIRS") + 1)) containers healthy after $((SECONDS - t0)) s"
+
+# ---- 3. the pytest suite ----------------------------------------------------------
+PYTEST_LEVEL=$(echo "$LOG_LEVEL" | tr '[:lower:]' '[:upper:]')
+[ "$PYTEST_LEVEL" = WARN ] && PYTEST_LEVEL=WARNING
+PYTEST=(python3 -m pytest -p no:cacheprovider -v --log-level="$PYTEST_LEVEL")
+[ -n "$LOG_LEVEL_SET" ] && PYTEST+=(-o log_cli=true --log-cli-level="$PYTEST_LEVEL")
+t0=$SECONDS
+dc run --rm --no-deps tester "${PYTEST[@]}" tests "$@"
+RC=$?
+say "pytest in the tester container: exit $RC after $((SECONDS - t0)) s"
+[ "$RC" -eq 0 ] || exit "$RC"
+
+# ---- 4. kill a runtime container mid-run ------------------------------------------
+if [ "${ASYA_COMPOSE_KILL:-1}" != 0 ]; then
+    t0=$SECONDS
+    kc() { dc run --rm --no-deps -T tester python3 docker/kill_check.py "$@"; }
+    run=$STAMP-$$
+    N=20
+    say "kill check: $N slow envelopes to $KILL_QUEUE, then docker kill of $KILL_SERVICE"
+    kc publish "$KILL_QUEUE" "$N" "$run" || { RC=1; exit 1; }
+    sleep 2 # echo_handler takes 0.5 s per envelope: the runtime is mid-request
+    rt=$(dc ps -q "$KILL_SERVICE")
+    sc=$(dc ps -q "$KILL_SIDECAR")
+    docker kill -s KILL "$rt" >/dev/null || { say "docker kill failed"; RC=1; exit 1; }
+    kc paused "$KILL_QUEUE" || { RC=1; exit 1; }
+    if docker exec "$sc" /usr/local/bin/asya-probe /readyz >"$RUN_DIR/readyz-while-dead.txt" 2>&1; then
+        say "kill check: the sidecar reports ready while its runtime is dead"
+        RC=1
+        exit 1
+    fi
+    say "kill check: sidecar /readyz while the runtime is dead: $(cat "$RUN_DIR/readyz-while-dead.txt")"
+    docker start "$rt" >/dev/null || { say "docker start failed"; RC=1; exit 1; }
+    kc collect "$KILL_QUEUE" "$N" "$run" || { RC=1; exit 1; }
+    state=$(docker inspect -f '{{.State.Status}} restarts={{.RestartCount}}' "$sc")
+    if [ "${state%% *}" != running ]; then
+        say "kill check: the sidecar is $state after the runtime's death"
+        RC=1
+        exit 1
+    fi
+    say "kill check passed in $((SECONDS - t0)) s (sidecar $state)"
+fi
+RC=0
+exit 0
