@@ -40,7 +40,10 @@ def clean_env(extra=None):
     cannot leak into a test), plus extra."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASYA_")}
     env.update({"ASAN_OPTIONS": "handle_segv=0:handle_abort=0:detect_leaks=1",
-                "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"})
+                "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+                # A Rust panic with a backtrace caches its symbolisation data for
+                # the life of the process, which LeakSanitizer reports at exit.
+                "RUST_BACKTRACE": "0"})
     env.update(extra or {})
     return env
 
