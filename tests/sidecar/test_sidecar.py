@@ -565,14 +565,15 @@ def test_broker_restart_mid_stream_loses_nothing(ctx, capsys):
         i = 0
         deadline = time.monotonic() + 90
         while i < total and time.monotonic() < deadline:
-            # 30 ms per message at concurrency 4: a backlog builds up, so the
-            # broker goes away with messages in flight and unacked.
-            e = ctx.envelope({"op": "sleep", "seconds": 0.03, "i": i}, id=ids[i])
+            # 100 ms per message at concurrency 4 (~40/s) against ~50/s published:
+            # a backlog builds up, and the broker goes away with messages in
+            # flight and unacked while the publisher is still publishing.
+            e = ctx.envelope({"op": "sleep", "seconds": 0.1, "i": i}, id=ids[i])
             try:
                 pb.publish_raw(ctx.queue, json.dumps(e))
                 i += 1
                 published[0] = i
-                time.sleep(0.01)  # keep publishing across the restart
+                time.sleep(0.02)  # keep publishing across the restart
             except Exception as exc:  # noqa: BLE001 - broker going away; retry the same id
                 pub_errors.append(type(exc).__name__)
                 pb.close()
