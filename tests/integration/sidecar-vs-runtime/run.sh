@@ -104,9 +104,13 @@ teardown()
     trap - EXIT INT TERM
     # Report pairs that died before teardown (helps reading a failure).
     if [ -f "$PIDS_FILE" ]; then
-        while read -r q role pid; do
-            kill -0 "$pid" 2>/dev/null || say "note: $role of $q (pid $pid) had exited before teardown; see $RUN_DIR/$q.$role.log"
-        done <"$PIDS_FILE"
+        # (On Ctrl-C the whole process group got SIGINT, so that is expected then.)
+        if [ "$rc" -ne 130 ]; then
+            while read -r q role pid; do
+                kill -0 "$pid" 2>/dev/null ||
+                    say "note: $role of $q (pid $pid) had exited before teardown; see $RUN_DIR/$q.$role.log"
+            done <"$PIDS_FILE"
+        fi
         # Sidecars first (they requeue in-flight work), then runtimes.
         stop_pids TERM $(awk '$2 == "sidecar" {print $3}' "$PIDS_FILE")
         stop_pids TERM $(awk '$2 == "runtime" {print $3}' "$PIDS_FILE")
