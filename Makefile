@@ -70,6 +70,7 @@ help:
 	@echo "make test-runtime             asya-runtime against real handler libraries"
 	@echo "make test-sidecar             asya-sidecar against a private RabbitMQ"
 	@echo "make test-integration-sidecar the seed suite: 13 scenarios on a private RabbitMQ"
+	@echo "make test-chaos               SIGKILLs and broker restarts under load; every id accounted for"
 	@echo "make asan / test-asan         ASan+UBSan build in build/asan and its tests"
 	@echo "make valgrind                 unit tests under valgrind memcheck"
 	@echo "make test-handlers            asya-invoke, example handlers, packaging, tutorial"
@@ -175,6 +176,11 @@ test-handlers: all
 test-integration-sidecar: all
 	ASYA_BUILD_DIR=$(abspath $(BUILD)) tests/integration/sidecar-vs-runtime/run.sh
 
+# CHAOS_ARGS: e.g. --seed 7 --count 5000 (tests/chaos/chaos.py --help)
+.PHONY: test-chaos
+test-chaos: all
+	ASYA_BUILD_DIR=$(abspath $(BUILD)) tests/chaos/run.sh $(CHAOS_ARGS)
+
 asan:
 	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
@@ -198,6 +204,7 @@ test: all
 	$(MAKE) test-handlers
 	$(MAKE) test-sidecar
 	$(MAKE) test-integration-sidecar
+	$(MAKE) test-chaos
 	$(MAKE) test-asan
 	@echo "== make test: all suites passed"
 

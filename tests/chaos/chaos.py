@@ -560,7 +560,9 @@ class Chaos:
         for _ in range(a.sidecar_kills):
             plan.append((self.rng.uniform(start, end), "sidecar", self.rng.randrange(n)))
         for _ in range(a.worker_kills):
-            plan.append((self.rng.uniform(start, end), "worker", self.rng.randrange(n)))
+            # The sleeper's workers are the ones most often busy: aim there half the time.
+            idx = 1 if self.rng.random() < 0.5 else self.rng.randrange(n)
+            plan.append((self.rng.uniform(start, end), "worker", idx))
         for _ in range(a.runtime_kills):
             plan.append((self.rng.uniform(start, end), "runtime", self.rng.randrange(n)))
         for _ in range(a.broker_restarts):
@@ -819,7 +821,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=4, help="ASYA_CONCURRENCY of the sidecars")
     ap.add_argument("--workers", type=int, default=3, help="ASYA_RUNTIME_WORKERS")
     ap.add_argument("--sidecar-kills", type=int, default=6)
-    ap.add_argument("--worker-kills", type=int, default=10)
+    ap.add_argument("--worker-kills", type=int, default=12)
     ap.add_argument("--runtime-kills", type=int, default=4)
     ap.add_argument("--broker-restarts", type=int, default=3)
     ap.add_argument("--handler-sleep", type=float, default=0.02,
