@@ -227,8 +227,8 @@ broker_stop()
     _broker_as_owner "$dir" timeout 60 "$RABBITMQ_LIBEXEC/rabbitmqctl" -n "$BROKER_NODE" -q stop \
         >/dev/null 2>&1 || _broker_log "rabbitmqctl stop failed; killing the node"
     # Wait for the beam to exit, then kill anything left.
-    local i pids
-    for i in $(seq 1 40); do
+    local pids
+    for _ in $(seq 1 40); do
         pids=$(_broker_node_pids "$dir")
         [ -z "$pids" ] && break
         sleep 0.25
@@ -244,7 +244,7 @@ broker_stop()
         _broker_log "epmd on port $BROKER_EPMD_PORT still has nodes; leaving it running"
     else
         ERL_EPMD_PORT=$BROKER_EPMD_PORT epmd -kill >/dev/null 2>&1
-        for i in $(seq 1 20); do
+        for _ in $(seq 1 20); do
             pids=$(_broker_env_pids "ERL_EPMD_PORT=$BROKER_EPMD_PORT" epmd)
             [ -z "$pids" ] && break
             sleep 0.1

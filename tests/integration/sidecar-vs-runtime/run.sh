@@ -72,7 +72,6 @@ fi
 BROKER_DIR=$(mktemp -d /tmp/asya-svr-broker.XXXXXX)
 PIDS_FILE=$RUN_DIR/pids # "<queue> <role> <pid>" per line, read by the tests
 
-PIDS=()
 RC=2
 BROKER_STARTED=
 
@@ -80,11 +79,11 @@ BROKER_STARTED=
 stop_pids()
 {
     # stop_pids SIGNAL PID... : signal, wait up to 10 s, then SIGKILL the rest.
-    local sig=$1 p i alive
+    local sig=$1 p alive
     shift
     [ $# -gt 0 ] || return 0
     kill "-$sig" "$@" 2>/dev/null
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         alive=
         for p in "$@"; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
         [ -z "$alive" ] && break
@@ -112,7 +111,9 @@ teardown()
             done <"$PIDS_FILE"
         fi
         # Sidecars first (they requeue in-flight work), then runtimes.
+        # shellcheck disable=SC2046 # one pid per word
         stop_pids TERM $(awk '$2 == "sidecar" {print $3}' "$PIDS_FILE")
+        # shellcheck disable=SC2046 # one pid per word
         stop_pids TERM $(awk '$2 == "runtime" {print $3}' "$PIDS_FILE")
     fi
     if [ -n "$BROKER_STARTED" ]; then
@@ -208,6 +209,8 @@ done
 export PYTHONPATH=$ROOT/tests/lib${PYTHONPATH:+:$PYTHONPATH}
 export ASYA_TEST_AMQP_URL=$AMQP_URL ASYA_TEST_MGMT_URL=$MGMT_URL ASYA_TEST_EXCHANGE=asya
 export ASYA_TEST_RUN_DIR=$RUN_DIR ASYA_TEST_PIDS_FILE=$PIDS_FILE
+# For fault tests: tests/lib/broker.sh verbs (stop_app/start_app) on this node.
+export ASYA_TEST_BROKER_DIR=$BROKER_DIR ASYA_TEST_BROKER_SH=$ROOT/tests/lib/broker.sh
 if ! "$PY" - "${QUEUES[@]}" <<'EOF'; then
 import sys
 from asya_testlib import Broker

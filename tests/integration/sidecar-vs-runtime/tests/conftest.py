@@ -19,6 +19,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "li
 from asya_testlib import Broker, envelope, unique_id  # noqa: E402
 
 log = logging.getLogger("sidecar-vs-runtime")
+# pika's DEBUG output drowns ours; ASYA_TEST_PIKA_DEBUG=1 brings it back.
+if not os.environ.get("ASYA_TEST_PIKA_DEBUG"):
+    logging.getLogger("pika").setLevel(logging.WARNING)
 
 HAPPY_END = "happy-end"
 ERROR_END = "error-end"

@@ -8,13 +8,15 @@ fresh envelope ids and only looks at messages carrying them.
 """
 
 import json
+import os
+import subprocess
 import time
 import uuid
 
 import pytest
 
 from asya_testlib import unique_id
-from conftest import ERROR_END, HAPPY_END, SINK, dead_processes, family
+from conftest import SINK, dead_processes, family, read_pids
 
 ECHO = "test-echo-queue"
 ACTOR = "test-actor-queue"
@@ -562,6 +564,30 @@ def test_concurrent_200_envelopes(broker, ends):
     if dups:
         problems.append(f"{len(dups)} duplicated: {dups[:20]}")
     assert not problems, "\n".join(problems[:50])
+
+
+# ---- broker restart ----------------------------------------------------------------------
+
+def test_broker_restart_sidecars_reconnect(broker, ends):
+    """The RabbitMQ application stops and starts again (stop_app/start_app): every
+    sidecar reconnects, consumes again, and a pipeline across several actors works."""
+    broker_dir = os.environ.get("ASYA_TEST_BROKER_DIR")
+    broker_sh = os.environ.get("ASYA_TEST_BROKER_SH")
+    if not broker_dir or not broker_sh:
+        pytest.skip("needs run.sh's private broker (ASYA_TEST_BROKER_DIR)")
+    broker.close()
+    subprocess.run(["bash", broker_sh, "stop_app", broker_dir], check=True, timeout=60)
+    time.sleep(2)
+    subprocess.run(["bash", broker_sh, "start_app", broker_dir], check=True, timeout=90)
+
+    queues = [q for q, role, _ in read_pids() if role == "sidecar"]
+    missing = broker.wait_consumers(queues, timeout=60)
+    assert not missing, f"no consumer again after the broker restart on: {missing}"
+    id_ = unique_id("restart")
+    broker.publish_envelope({"id": id_, "payload": {"value": 1},
+                             "route": {"actors": [DOUBLER, ACTOR, INCREMENTER], "current": 0}})
+    msg = ends.one(id_, timeout=30)
+    assert msg["payload"] == {"value": 7, "operation": "incremented"}
 
 
 # ---- last: nothing crashed -------------------------------------------------------------
