@@ -50,18 +50,25 @@ SOCK_DIR=$(mktemp -d /tmp/asya-sct.XXXXXX)
 BROKER_DIR=$(mktemp -d /tmp/asya-sct-broker.XXXXXX)
 RC=2
 BROKER_STARTED=
+PYTEST_PID=
 
 teardown()
 {
     local rc=$RC
     trap - EXIT INT TERM
+    # Interrupted while pytest runs: stop it (its fixtures may not get to run).
+    if [ -n "$PYTEST_PID" ] && kill -0 "$PYTEST_PID" 2>/dev/null; then
+        kill -TERM "$PYTEST_PID" 2>/dev/null
+        for _ in $(seq 1 50); do kill -0 "$PYTEST_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$PYTEST_PID" 2>/dev/null
+    fi
     # Processes the tests started (they normally stop them themselves): conftest
     # records "<pid> <name>" per process; stop any that are left.
     if [ -f "$RUN_DIR/pids" ]; then
         while read -r pid name; do
             if kill -0 "$pid" 2>/dev/null && grep -qE 'asya-|fake_runtime' "/proc/$pid/cmdline" 2>/dev/null; then
                 say "stopping leftover $name (pid $pid)"
-                kill -KILL "$pid" 2>/dev/null
+                kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
             fi
         done <"$RUN_DIR/pids"
     fi
@@ -100,7 +107,12 @@ export ASYA_TEST_BROKER_SH=$ROOT/tests/lib/broker.sh
 export ASYA_BUILD_DIR=$BUILD
 
 cd "$ROOT" || exit 2
+# pytest runs in the background so that a signal to this script is handled at
+# once (bash defers traps while a foreground command runs); teardown stops it.
 "$PY" -m pytest -p no:cacheprovider -v -rfEs --durations=10 \
-    --junitxml="$RUN_DIR/junit.xml" tests/sidecar "$@" 2>&1 | tee "$RUN_DIR/pytest.log"
-RC=${PIPESTATUS[0]}
+    --junitxml="$RUN_DIR/junit.xml" tests/sidecar "$@" > >(tee "$RUN_DIR/pytest.log") 2>&1 </dev/null &
+PYTEST_PID=$!
+wait "$PYTEST_PID"
+RC=$?
+PYTEST_PID=
 exit "$RC"
