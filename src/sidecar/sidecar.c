@@ -155,6 +155,18 @@ static const char *msg_id(const struct message *m)
     return m->env.id;
 }
 
+/* The id of a body that is not (yet) a parsed envelope, for log lines about
+ * it; NULL when there is none.  Only used off the hot path. */
+static const char *peek_id(const struct message *m, char *buf, size_t len)
+{
+    json_t *root = json_loadb(m->body, m->len, 0, NULL);
+    const char *id = json_string_value(json_object_get(root, "id"));
+    if (id)
+        snprintf(buf, len, "%s", id);
+    json_decref(root);
+    return id ? buf : NULL;
+}
+
 /* ---- broker failure -------------------------------------------------------- */
 
 /* Note a failed broker operation; the connection is torn down from a
@@ -775,14 +787,17 @@ static void message_begin(struct sidecar *sc, struct message *m)
     if (m->redelivered && !m->counted && !sc->cfg->is_end_actor) {
         long attempts = m->attempts + 1;
         if (attempts < sc->cfg->max_delivery_attempts) {
-            log_info("redelivered message: requeued as attempt %ld of %ld", attempts + 1,
-                     sc->cfg->max_delivery_attempts);
+            char idbuf[128];
+            log_info_id(peek_id(m, idbuf, sizeof idbuf),
+                        "redelivered message: requeued as attempt %ld of %ld", attempts + 1,
+                        sc->cfg->max_delivery_attempts);
             message_requeue(sc, m, attempts, REQUEUE_REDELIVERED);
             return;
         }
         snprintf(err, sizeof err, "delivered %ld times without completing; giving up", attempts);
         sc->stats.failed[FAILED_POISON]++;
-        log_warn("poison_message: %s", err);
+        char idbuf[128];
+        log_warn_id(peek_id(m, idbuf, sizeof idbuf), "poison_message: %s", err);
         struct route_plan plan;
         if (envelope_parse(m->body, m->len, 0, &m->env, err + 0, 0) == 0 ?
                 routing_plan_error(&sc->names, &m->env, "poison_message", "PoisonMessage", err,
@@ -820,7 +835,8 @@ static void message_begin(struct sidecar *sc, struct message *m)
     if (envelope_parse(m->body, m->len, flags, &m->env, err, sizeof err)) {
         sc->stats.failed[strncmp(err, "invalid JSON", 12) == 0 ? FAILED_PARSE
                                                                 : FAILED_VALIDATION]++;
-        log_warn("invalid envelope: %s", err);
+        char idbuf[128];
+        log_warn_id(peek_id(m, idbuf, sizeof idbuf), "invalid envelope: %s", err);
         if (sc->cfg->is_end_actor) {
             message_settle(sc, m);
             return;
