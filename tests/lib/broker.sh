@@ -41,6 +41,7 @@ _broker_as_owner()
         HOME="$dir"
         ERL_EPMD_PORT="$BROKER_EPMD_PORT"
         ERL_EPMD_ADDRESS=127.0.0.1
+        ERL_CRASH_DUMP="$dir/log/erl_crash.dump"
         RABBITMQ_NODENAME="$BROKER_NODE"
         RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf"
         RABBITMQ_CONFIG_FILE="$dir/rabbitmq"
@@ -136,7 +137,7 @@ EOF
     _broker_log "starting $node (amqp 127.0.0.1:$amqp, mgmt 127.0.0.1:$mgmt, dir $dir)"
     # setsid: the node lives in its own session, so a Ctrl-C aimed at the caller's
     # process group doesn't kill it half-way; broker_stop ends it cleanly.
-    _broker_as_owner "$dir" setsid "$RABBITMQ_LIBEXEC/rabbitmq-server" \
+    (cd "$dir" && _broker_as_owner "$dir" setsid "$RABBITMQ_LIBEXEC/rabbitmq-server") \
         >"$dir/log/startup.log" 2>&1 </dev/null &
     echo $! >"$dir/launcher.pid"
     broker_wait "$dir"
