@@ -273,3 +273,16 @@ fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	done
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---- benchmark (issue 7) --------------------------------------------------
+# `make bench`: a private RabbitMQ on 5699/15699, a bare C relay baseline
+# against echo actors; one table (tests/bench/run.py says how it measures).
+BENCH_BIN := $(BUILD)/bench/asya-bench
+
+.PHONY: bench
+$(BENCH_BIN): tests/bench/asya-bench.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(WARN) $(OPT) -o $@ $< -lrabbitmq
+
+bench: $(RUNTIME_BIN) $(SIDECAR_BIN) $(SEED_HANDLERS) $(BENCH_BIN)
+	ASYA_BUILD_DIR=$(abspath $(BUILD)) $(PYTHON) tests/bench/run.py

@@ -1,0 +1,508 @@
+#!/usr/bin/python3
+"""make bench: throughput and latency of asya-sidecar + asya-runtime against a
+bare C relay, on a private RabbitMQ, printed as one table from one run.
+
+Method (issue 7): N ~200-byte JSON envelopes, persistent, are preloaded into
+the input queue with confirms (build/bench/asya-bench preload); then the
+consumer (bare relay or actor) starts and `asya-bench drain` times from the
+first message leaving the input queue until the sink queue holds all N
+(passive queue.declare polled every 2 ms).  After every run: the sink holds
+exactly N, the input queue is empty, and once the consumer has stopped it is
+still empty (nothing was left unacked).  The first repeat of each row also
+consumes the sink and checks every id arrived exactly once (and in order
+where one in-flight slot makes order a promise).
+
+Environment:
+  BENCH_MESSAGES    messages per run (default 20000)
+  BENCH_REPEATS     runs per row, the median is shown (default 3)
+  BENCH_ROWS        rows to run, e.g. "a,b,c,d,e,g" (default: all)
+  BENCH_AMQP_PORT / BENCH_MGMT_PORT   private broker ports (default 5699 / 15699)
+  BENCH_TUNED       tuned actor settings, e.g. "ASYA_CONCURRENCY=8 ASYA_RUNTIME_WORKERS=2"
+  BENCH_PIPELINE    settings of the three pipeline actors (default: the tuned ones)
+  BENCH_PY_RUNTIME  path to a reference asya_runtime.py for row (g)
+  BENCH_PYTHON      interpreter for it (default /usr/bin/python3)
+  ASYA_BUILD_DIR    build directory (default build)
+"""
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.abspath(os.environ.get("ASYA_BUILD_DIR", os.path.join(ROOT, "build")))
+BENCH = os.path.join(BUILD, "bench", "asya-bench")
+SIDECAR = os.path.join(BUILD, "bin", "asya-sidecar")
+RUNTIME = os.path.join(BUILD, "bin", "asya-runtime")
+HANDLER = os.path.join(BUILD, "lib", "asya", "test_handlers.so") + ":echo_handler"
+BROKER_SH = os.path.join(ROOT, "tests", "lib", "broker.sh")
+
+N = int(os.environ.get("BENCH_MESSAGES", "20000"))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+ROWS = set(os.environ.get("BENCH_ROWS", "a,b,c,d,e,g").split(","))
+AMQP_PORT = int(os.environ.get("BENCH_AMQP_PORT", "5699"))
+MGMT_PORT = int(os.environ.get("BENCH_MGMT_PORT", "15699"))
+URL = "amqp://guest:guest@127.0.0.1:%d/" % AMQP_PORT
+TUNED = os.environ.get("BENCH_TUNED", "ASYA_CONCURRENCY=8 ASYA_RUNTIME_WORKERS=2")
+PIPELINE = os.environ.get("BENCH_PIPELINE", TUNED)
+PY_RUNTIME = os.environ.get("BENCH_PY_RUNTIME", "")
+PYTHON = os.environ.get("BENCH_PYTHON", "/usr/bin/python3")
+LAT_COUNT = 2000
+DRAIN_TIMEOUT = int(os.environ.get("BENCH_DRAIN_TIMEOUT", "30"))
+
+# Issue 7's reference figures (msg/s) and targets.
+REF_DESIGN = 2600
+CELERY = 2500
+
+procs = []  # every process we started: (Popen, name)
+workdir = tempfile.mkdtemp(prefix="asya-bench-")
+os.chmod(workdir, 0o755)  # the broker runs as the rabbitmq user
+broker_dir = os.path.join(workdir, "broker")
+broker_started = False
+notes = []
+
+
+def log(msg):
+    print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+def parse_settings(text):
+    env = {}
+    for item in text.split():
+        k, _, v = item.partition("=")
+        env[k] = v
+    return env
+
+
+def bench(*args, check=True):
+    r = subprocess.run([BENCH] + [str(a) for a in args], capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError("asya-bench %s failed: %s%s" % (args[0], r.stdout, r.stderr))
+    return r
+
+
+def count(queue):
+    return int(bench("count", URL, queue).stdout.split()[0])
+
+
+def start(cmd, name, env=None):
+    out = open(os.path.join(workdir, name + ".log"), "ab")
+    p = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    out.close()
+    procs.append((p, name))
+    return p
+
+
+def stop(p, timeout=15):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    for i, (q, _) in enumerate(procs):
+        if q is p:
+            del procs[i]
+            break
+
+
+def tail(name, n=20):
+    try:
+        with open(os.path.join(workdir, name + ".log"), "rb") as f:
+            return b"".join(f.readlines()[-n:]).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def rss_kib(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+# ---- actors ------------------------------------------------------------------
+
+class Actor:
+    """One asya-runtime (C, or a reference Python one) + asya-sidecar pair."""
+    seq = 0
+
+    def __init__(self, name, settings, py_runtime=None):
+        Actor.seq += 1
+        self.name = name
+        self.settings = settings
+        self.tag = "%s-%d" % (name, Actor.seq)
+        self.sock = os.path.join(workdir, self.tag + ".sock")
+        ready = os.path.join(workdir, self.tag + ".ready")
+        env = dict(os.environ, ASYA_SOCKET_PATH=self.sock, ASYA_LOG_LEVEL="WARNING")
+        env.update({k: v for k, v in settings.items() if k == "ASYA_RUNTIME_WORKERS"})
+        if py_runtime:
+            env.update(ASYA_HANDLER="bench_py_handler.echo", ASYA_SOCKET_CHMOD="666",
+                       PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+            self.runtime = start([PYTHON, py_runtime], self.tag + "-runtime", env)
+            wait_for = self.sock
+        else:
+            env.update(ASYA_HANDLER=HANDLER, ASYA_READY_FILE=ready)
+            self.runtime = start([RUNTIME], self.tag + "-runtime", env)
+            wait_for = ready
+        deadline = time.time() + 20
+        while not os.path.exists(wait_for):
+            if self.runtime.poll() is not None or time.time() > deadline:
+                raise RuntimeError("runtime %s did not start:\n%s"
+                                   % (self.tag, tail(self.tag + "-runtime")))
+            time.sleep(0.02)
+        self.sidecar = None
+
+    def start_sidecar(self):
+        env = dict(os.environ, ASYA_ACTOR_NAME=self.name, ASYA_RABBITMQ_URL=URL,
+                   ASYA_SOCKET_PATH=self.sock, ASYA_METRICS_ENABLED="false",
+                   ASYA_LOG_LEVEL="WARNING")
+        env.update({k: v for k, v in self.settings.items() if k != "ASYA_RUNTIME_WORKERS"})
+        self.sidecar = start([SIDECAR], self.tag + "-sidecar", env)
+
+    def stop_sidecar(self):
+        self.check_alive()
+        if self.sidecar:
+            stop(self.sidecar)
+            rc = self.sidecar.returncode
+            self.sidecar = None
+            if rc != 0:
+                raise RuntimeError("sidecar %s exited %s:\n%s"
+                                   % (self.tag, rc, tail(self.tag + "-sidecar")))
+
+    def check_alive(self):
+        for p, what in ((self.runtime, "runtime"), (self.sidecar, "sidecar")):
+            if p is not None and p.poll() is not None:
+                raise RuntimeError("%s %s exited with %s while the bench ran (a negative value is"
+                                   " a signal: something outside the bench killed it?)\n%s"
+                                   % (what, self.tag, p.returncode,
+                                      tail(self.tag + "-" + what)))
+
+    def rss(self):
+        sup = rss_kib(self.runtime.pid)
+        kids = children(self.runtime.pid)
+        worker = rss_kib(kids[0]) if kids else None
+        side = rss_kib(self.sidecar.pid) if self.sidecar else None
+        return side, sup, worker
+
+    def close(self):
+        self.stop_sidecar()
+        stop(self.runtime)
+
+
+# ---- one timed drain ------------------------------------------------------------
+
+def timed_drain(in_queue, sink, actors, start_consumers, stop_consumers, verify_order=None):
+    """Preload N into in_queue, start the consumers, time until sink holds N.
+    Returns msg/s.  verify_order: None = no id check, False = ids only,
+    True = ids and order."""
+    bench("declare", URL, in_queue, sink)
+    bench("preload", URL, in_queue, N, actors)
+    drain = subprocess.Popen([BENCH, "drain", URL, in_queue, sink, str(N), str(DRAIN_TIMEOUT)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs.append((drain, "drain"))
+    time.sleep(0.05)  # its first poll sees the full queue
+    start_consumers()
+    out, err = drain.communicate()
+    procs.remove((drain, "drain"))
+    if drain.returncode != 0:
+        raise RuntimeError("drain %s -> %s: %s%s" % (in_queue, sink, out, err))
+    fields = out.split()
+    secs, got = float(fields[0]), int(fields[1])
+    if len(fields) > 2:  # timed out: stop, then check that sink + input still hold N
+        stop_consumers(force=True)
+        left_after = count(in_queue)
+        in_sink = count(sink)
+        if in_sink + left_after != N:
+            raise RuntimeError("lost or duplicated after a timeout: sink %d + input %d != %d"
+                               % (in_sink, left_after, N))
+        notes.append("%s -> %s: only %d of %d in %.0f s (DRAIN_TIMEOUT); rate from those; "
+                     "sink %d + input %d after stop = %d" % (in_queue, sink, got, N, secs,
+                                                            in_sink, left_after, N))
+        bench("declare", URL, in_queue, sink)  # purge for the next run
+        return got / secs
+    left_running = count(in_queue)
+    stop_consumers(force=False)
+    left_after = count(in_queue)
+    in_sink = count(sink)
+    if got != N or left_running != 0 or left_after != 0 or in_sink != N:
+        raise RuntimeError("lost or duplicated: sink %s (then %d) of %d; input %d while running,"
+                           " %d after stop" % (got, in_sink, N, left_running, left_after))
+    if verify_order is not None:
+        r = bench("verify", URL, sink, N, 1 if verify_order else 0, check=False)
+        if r.returncode != 0:
+            raise RuntimeError("verify %s: %s%s" % (sink, r.stdout, r.stderr))
+        checks.append("%s -> %s: %s" % (in_queue, sink, r.stdout.strip()))
+    return N / secs
+
+
+checks = []
+
+
+def repeat(fn):
+    rates = [fn(i) for i in range(REPEATS)]
+    return statistics.median(rates), rates
+
+
+def row_relay(mode):
+    def once(i):
+        p = []
+
+        def go():
+            p.append(start([BENCH, "relay", URL, "relay-in", "relay-out", str(N), mode, "100"],
+                           "relay-" + mode))
+
+        def done(force):
+            if force:
+                stop(p[0])
+                return
+            p[0].wait(30)
+            procs.remove((p[0], "relay-" + mode))
+            if p[0].returncode != 0:
+                raise RuntimeError("relay failed:\n" + tail("relay-" + mode))
+        return timed_drain("relay-in", "relay-out", "relay-in", go, done,
+                           True if i == 0 else None)
+    return repeat(once)
+
+
+def row_actor(name, settings, keep=False, py_runtime=None, ordered=None):
+    actor = Actor(name, settings, py_runtime)
+    try:
+        def once(i):
+            return timed_drain(name, "happy-end", name, actor.start_sidecar,
+                               lambda force: None if keep and i == REPEATS - 1 and not force
+                               else actor.stop_sidecar(),
+                               ordered if i == 0 else None)
+        med, rates = repeat(once)
+    except BaseException:
+        actor.close()
+        raise
+    if keep:
+        return med, rates, actor
+    actor.close()
+    return med, rates, None
+
+
+def row_pipeline(settings):
+    names = ["bench-p1", "bench-p2", "bench-p3"]
+    actors = [Actor(n, settings) for n in names]
+    try:
+        bench("declare", URL, *names)
+
+        def go():
+            for a in actors:
+                a.start_sidecar()
+
+        def done(force):
+            for a in actors:
+                a.stop_sidecar()
+        ordered = settings.get("ASYA_CONCURRENCY", "1") == "1"
+        med, rates = repeat(lambda i: timed_drain(names[0], "happy-end", ",".join(names), go,
+                                                  done, ordered if i == 0 else None))
+        for n in names[1:]:
+            if count(n) != 0:
+                raise RuntimeError("pipeline queue %s not empty" % n)
+        return med, rates
+    finally:
+        for a in actors:
+            a.close()
+
+
+def latency(in_queue, out_queue, actors):
+    bench("declare", URL, in_queue, out_queue)
+    p50, p99, mean = bench("latency", URL, in_queue, out_queue, LAT_COUNT, actors).stdout.split()
+    return int(p50), int(p99), int(mean)
+
+
+# ---- report -----------------------------------------------------------------------
+
+def fmt_settings(s):
+    return " ".join("%s=%s" % kv for kv in sorted(s.items())) or "defaults"
+
+
+def report(rows, lat, rss, elapsed):
+    base = rows.get("a0")
+    base_rate = base[0] if base else None
+    w = 78
+    print()
+    print("=" * w)
+    print("asya bench: %d x ~200-byte persistent JSON envelopes preloaded, then drained; "
+          % N)
+    print("median of %d run(s) per row; nproc=%d; load before start %.2f"
+          % (REPEATS, os.cpu_count(), LOAD0))
+    print("-" * w)
+    print("%-52s %9s %7s" % ("row", "msg/s", "x (a0)"))
+    labels = [
+        ("a0", "(a) bare C relay, prefetch 100, no confirms"),
+        ("a1", "(a) bare C relay, confirms awaited every 100"),
+        ("a2", "(a) bare C relay, confirms pipelined"),
+        ("b", "(b) echo actor, default settings"),
+        ("c", "(c) echo actor, tuned"),
+        ("d", "(d) pipeline echo->echo->echo, end to end"),
+        ("g", "(g) echo actor, reference Python runtime"),
+    ]
+    for key, label in labels:
+        if key not in rows:
+            if key == "g":
+                print("%-52s %9s %7s  skipped: BENCH_PY_RUNTIME unset" % (label, "-", "-"))
+            continue
+        med, rates = rows[key]
+        ratio = "%.2f" % (med / base_rate) if base_rate else "-"
+        spread = "/".join("%.0f" % r for r in rates)
+        print("%-52s %9.0f %7s  runs %s" % (label, med, ratio, spread))
+    print("    (c) settings: %s" % fmt_settings(parse_settings(TUNED)))
+    print("    (d) settings: %s (each actor)" % fmt_settings(parse_settings(PIPELINE)))
+    if "g" in rows:
+        print("    (g) settings: defaults; runtime %s" % PY_RUNTIME)
+    if lat:
+        print("-" * w)
+        hop, act = lat
+        print("(e) latency, one message in flight       p50 us   p99 us  mean us")
+        print("    one broker hop (publish -> consume)  %6d   %6d   %6d" % hop)
+        print("    through one echo actor (defaults)    %6d   %6d   %6d" % act)
+    if rss:
+        print("-" * w)
+        print("(f) VmRSS after the runs (KiB)           sidecar  runtime  worker")
+        for label, (s, r, wk) in rss:
+            print("    %-36s %7s  %7s  %6s" % (label, s, r, wk))
+    print("-" * w)
+    print("targets (issue 7)")
+
+    def target(name, ok, detail):
+        if ok is None:
+            print("  %-40s %-5s %s" % (name, "n/a", detail))
+        else:
+            print("  %-40s %-5s %s" % (name, "PASS" if ok else "MISS", detail))
+    c = rows.get("c", (None,))[0]
+    b = rows.get("b", (None,))[0]
+    if c and base_rate:
+        target("(c) >= 0.7 x (a) no confirms", c >= 0.7 * base_rate,
+               "%.0f vs %.0f" % (c, 0.7 * base_rate))
+    if c:
+        target("(c) >= 3 x reference design (2 600)", c >= 3 * REF_DESIGN,
+               "%.0f vs %d" % (c, 3 * REF_DESIGN))
+        target("(c) >= 3 x Celery (2 500)", c >= 3 * CELERY, "%.0f vs %d" % (c, 3 * CELERY))
+    if b and base_rate:
+        target("(b) >= 0.5 x (a) no confirms", b >= 0.5 * base_rate,
+               "%.0f vs %.0f" % (b, 0.5 * base_rate))
+    if lat:
+        hop, act = lat
+        target("(e) actor p50 <= 2 x one-hop p50", act[0] <= 2 * hop[0],
+               "%d us vs %d us" % (act[0], 2 * hop[0]))
+    if rss:
+        s, r, _ = rss[0][1]
+        target("(f) sidecar RSS <= 8 MiB", s is not None and s <= 8192, "%s KiB" % s)
+        target("(f) runtime supervisor RSS <= 4 MiB", r is not None and r <= 4096, "%s KiB" % r)
+    print("-" * w)
+    print("nothing lost: every run's sink held exactly %d, its input queue was empty while" % N)
+    print("the consumer ran and still empty after it stopped (0 unacked). id checks:")
+    for c_ in checks:
+        print("  " + c_)
+    for n in notes:
+        print("note: " + n)
+    print("bench wall time %.0f s" % elapsed)
+    print("=" * w)
+
+
+def main():
+    t_start = time.time()
+    for f in (BENCH, SIDECAR, RUNTIME):
+        if not os.path.exists(f):
+            sys.exit("bench: %s missing (make all build/bench/asya-bench)" % f)
+    log("private broker on 127.0.0.1:%d (mgmt %d) in %s" % (AMQP_PORT, MGMT_PORT, workdir))
+    global broker_started
+    broker_started = True
+    subprocess.run([BROKER_SH, "start", broker_dir, str(AMQP_PORT), str(MGMT_PORT)], check=True)
+    rows, rss, lat = {}, [], None
+    if "a" in ROWS:
+        for key, mode in (("a0", "none"), ("a1", "batch"), ("a2", "pipe")):
+            log("row (a) relay %s" % mode)
+            rows[key] = row_relay(mode)
+    if "b" in ROWS or "e" in ROWS or "f" in ROWS:
+        log("row (b) echo actor, defaults")
+        med, rates, actor = row_actor("bench-echo", {}, keep=True, ordered=True)
+        rows["b"] = (med, rates)
+        try:
+            if not actor.sidecar:  # stopped after a timed-out run
+                actor.start_sidecar()
+            if "e" in ROWS:
+                log("row (e) latency")
+                hop = latency("bench-hop", "bench-hop", "bench-hop")
+                actor.check_alive()
+                act = latency("bench-echo", "happy-end", "bench-echo")
+                actor.check_alive()
+                lat = (hop, act)
+            rss.append(("echo actor, defaults (b, e)", actor.rss()))
+        finally:
+            actor.close()
+    if "c" in ROWS:
+        log("row (c) echo actor, tuned: %s" % TUNED)
+        med, rates, actor = row_actor("bench-echo", parse_settings(TUNED), keep=True,
+                                      ordered=False)
+        rows["c"] = (med, rates)
+        rss.append(("echo actor, tuned (c)", actor.rss()))
+        actor.close()
+    if "d" in ROWS:
+        log("row (d) pipeline: %s" % PIPELINE)
+        rows["d"] = row_pipeline(parse_settings(PIPELINE))
+    if "g" in ROWS and PY_RUNTIME:
+        log("row (g) reference Python runtime %s" % PY_RUNTIME)
+        med, rates, _ = row_actor("bench-echo", {}, py_runtime=PY_RUNTIME, ordered=True)
+        rows["g"] = (med, rates)
+    report(rows, lat, rss, time.time() - t_start)
+
+
+def cleanup():
+    while procs:
+        p, _ = procs.pop()
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    if broker_started:
+        subprocess.run([BROKER_SH, "stop", broker_dir], stdout=subprocess.DEVNULL)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def on_signal(signum, frame):
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    LOAD0 = os.getloadavg()[0]
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    rc = 0
+    try:
+        main()
+    except KeyboardInterrupt:
+        log("interrupted")
+        rc = 130
+    except Exception as e:  # report, then tear down
+        log("FAILED: %s" % e)
+        rc = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        cleanup()
+    sys.exit(rc)
