@@ -612,7 +612,7 @@ def test_broker_restart_mid_stream_loses_nothing(ctx, capsys):
     with capsys.disabled():
         print(f"\n  broker restart: {total} published ({len(pub_errors)} publish retries), "
               f"{len(seen)} distinct at happy-end, lost {len(lost)}, duplicates {dups}, "
-              f"error-end {len(error_msgs)} (backlog at stop_app: {backlog})")
+              f"error-end {len(error_msgs)} (ready in the queue at stop_app: {backlog}; prefetched ones are unacked in the sidecar)")
     assert lost == [], f"{len(lost)} lost, e.g. {lost[:5]}"
     assert error_msgs == [], error_msgs[:3]
     assert "connection lost" in sc.log_text() or "connection failed" in sc.log_text()
