@@ -902,6 +902,8 @@ static void on_delivery(void *ctx, const struct broker_delivery *d)
     m->attempts = d->attempts;
     m->redelivered = d->redelivered;
     m->counted = d->counted;
+    m->started = ev_time();
+    m->published_at = 0;
     m->state = MSG_RUNTIME; /* not yet waiting; message_begin decides */
     sc->stats.active++;
     if (sc->shutting_down || sc->runtime_down) {
