@@ -70,6 +70,7 @@ help:
 	@echo "make test-runtime             asya-runtime against real handler libraries"
 	@echo "make test-sidecar             asya-sidecar against a private RabbitMQ"
 	@echo "make test-integration-sidecar the seed suite: 13 scenarios on a private RabbitMQ"
+	@echo "  ... DOCKER=1                the seed suite through docker compose"
 	@echo "make test-chaos               SIGKILLs and broker restarts under load; every id accounted for"
 	@echo "make asan / test-asan         ASan+UBSan build in build/asan and its tests"
 	@echo "make valgrind                 unit tests under valgrind memcheck"
@@ -173,8 +174,14 @@ test-sidecar: all
 test-handlers: all
 	ASYA_BUILD_DIR=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/invoke
 
+# DOCKER=1: the same suite through docker compose (images built from source).
+ifeq ($(DOCKER),1)
+test-integration-sidecar:
+	tests/integration/sidecar-vs-runtime/run-compose.sh
+else
 test-integration-sidecar: all
 	ASYA_BUILD_DIR=$(abspath $(BUILD)) tests/integration/sidecar-vs-runtime/run.sh
+endif
 
 # CHAOS_ARGS: e.g. --seed 7 --count 5000 (tests/chaos/chaos.py --help)
 .PHONY: test-chaos
