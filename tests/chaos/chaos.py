@@ -95,7 +95,10 @@ _events_file = None
 def say(msg: str) -> None:
     line = f"{utc()} +{time.monotonic() - T0:7.2f}s {msg}"
     with _print_lock:
-        print(line, flush=True)
+        try:
+            print(line, flush=True)
+        except (BrokenPipeError, OSError):  # the terminal's tee died with a Ctrl-C
+            pass
         if _events_file:
             _events_file.write(line + "\n")
             _events_file.flush()
@@ -800,7 +803,7 @@ class Chaos:
                     with open(path, errors="replace") as f:
                         for line in f:
                             if pat.search(line):
-                                print(f"  {os.path.basename(path)}: {line.rstrip()[:300]}")
+                                say(f"  {os.path.basename(path)}: {line.rstrip()[:300]}")
                 except OSError:
                     pass
 

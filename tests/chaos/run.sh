@@ -116,7 +116,7 @@ export ASYA_BUILD_DIR=$BUILD
 cd "$ROOT" || exit 2
 # In the background + wait, so the INT/TERM traps run at once.
 "$PY" -u "$SUITE_DIR/chaos.py" ${ASYA_CHAOS_SEED:+--seed "$ASYA_CHAOS_SEED"} "$@" \
-    > >(tee "$RUN_DIR/chaos.log") 2>&1 &
+    > >(trap '' INT TERM; exec tee "$RUN_DIR/chaos.log") 2>&1 &
 CHAOS_PID=$!
 wait "$CHAOS_PID"
 RC=$?
