@@ -282,7 +282,11 @@ static int cmd_count(const char *url, const char *queue)
 static int cmd_relay(const char *url, const char *in, const char *out, long n, const char *mode,
                      int prefetch)
 {
-    int m = strcmp(mode, "none") == 0 ? 0 : strcmp(mode, "batch") == 0 ? 1 : 2;
+    /* burst: no confirms, acks batched like asya-sidecar's (one multiple=true
+     * ack once the frames already read are handled). */
+    bool burst = strcmp(mode, "burst") == 0;
+    int m = strcmp(mode, "none") == 0 || burst ? 0 : strcmp(mode, "batch") == 0 ? 1 : 2;
+    uint64_t pending_ack = 0;
     amqp_connection_state_t c = connect_url(url);
     amqp_basic_qos(c, CH, 0, (uint16_t)prefetch, 0);
     check_reply(c, "basic.qos");
@@ -314,7 +318,13 @@ static int cmd_relay(const char *url, const char *in, const char *out, long n, c
             published++;
             if (tag != published)
                 die("%s", "delivery tags out of step with publishes");
-            if (m == 0) {
+            if (burst) {
+                pending_ack = tag;
+                if (!amqp_frames_enqueued(c) && !amqp_data_in_buffer(c)) {
+                    check_status(amqp_basic_ack(c, CH, tag, 1), "ack");
+                    acked = tag;
+                }
+            } else if (m == 0) {
                 check_status(amqp_basic_ack(c, CH, tag, 0), "ack");
                 acked = tag;
             }
@@ -349,6 +359,7 @@ static int cmd_relay(const char *url, const char *in, const char *out, long n, c
             break;
         }
     }
+    (void)pending_ack;
     double t = now_s() - t0;
     printf("relay %s: %ld in %.3f s (%.0f msg/s)\n", mode, n, t, (double)n / t);
     free(done);
@@ -367,6 +378,8 @@ static int cmp_double(const void *a, const void *b)
 static int cmd_latency(const char *url, const char *in, const char *out, long count,
                        const char *actors)
 {
+    /* Publisher and consumer on separate connections, like two processes. */
+    amqp_connection_state_t pc = connect_url(url);
     amqp_connection_state_t c = connect_url(url);
     amqp_basic_consume(c, CH, amqp_cstring_bytes(out), amqp_empty_bytes, 0, 1, 0, amqp_empty_table);
     check_reply(c, "basic.consume");
@@ -376,7 +389,7 @@ static int cmd_latency(const char *url, const char *in, const char *out, long co
     for (long i = 0; i < warm + count; i++) {
         size_t len = make_envelope(buf, sizeof buf, i, actors);
         double t0 = now_s();
-        check_status(publish(c, in, buf, len, 0), "publish");
+        check_status(publish(pc, in, buf, len, 0), "publish");
         amqp_envelope_t env;
         amqp_maybe_release_buffers(c);
         struct timeval tv = {10, 0};
@@ -394,6 +407,7 @@ static int cmd_latency(const char *url, const char *in, const char *out, long co
         sum += lat[i];
     printf("%.0f %.0f %.0f\n", lat[count / 2], lat[(count * 99) / 100], sum / (double)count);
     free(lat);
+    disconnect(pc);
     disconnect(c);
     return 0;
 }

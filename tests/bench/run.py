@@ -18,7 +18,7 @@ Environment:
   BENCH_ROWS        rows to run, e.g. "a,b,c,d,e,g" (default: all)
   BENCH_AMQP_PORT / BENCH_MGMT_PORT   private broker ports (default 5699 / 15699)
   BENCH_TUNED       tuned actor settings, e.g. "ASYA_CONCURRENCY=8 ASYA_RUNTIME_WORKERS=2"
-  BENCH_PIPELINE    settings of the three pipeline actors (default: the tuned ones)
+  BENCH_PIPELINE    settings of the three pipeline actors (default ASYA_CONCURRENCY=4)
   BENCH_PY_RUNTIME  path to a reference asya_runtime.py for row (g)
   BENCH_PYTHON      interpreter for it (default /usr/bin/python3)
   ASYA_BUILD_DIR    build directory (default build)
@@ -47,7 +47,7 @@ AMQP_PORT = int(os.environ.get("BENCH_AMQP_PORT", "5699"))
 MGMT_PORT = int(os.environ.get("BENCH_MGMT_PORT", "15699"))
 URL = "amqp://guest:guest@127.0.0.1:%d/" % AMQP_PORT
 TUNED = os.environ.get("BENCH_TUNED", "ASYA_CONCURRENCY=8 ASYA_RUNTIME_WORKERS=2")
-PIPELINE = os.environ.get("BENCH_PIPELINE", TUNED)
+PIPELINE = os.environ.get("BENCH_PIPELINE", "ASYA_CONCURRENCY=4")
 PY_RUNTIME = os.environ.get("BENCH_PY_RUNTIME", "")
 PYTHON = os.environ.get("BENCH_PYTHON", "/usr/bin/python3")
 LAT_COUNT = 2000
@@ -249,11 +249,13 @@ def timed_drain(in_queue, sink, actors, start_consumers, stop_consumers, verify_
         r = bench("verify", URL, sink, N, 1 if verify_order else 0, check=False)
         if r.returncode != 0:
             raise RuntimeError("verify %s: %s%s" % (sink, r.stdout, r.stderr))
-        checks.append("%s -> %s: %s" % (in_queue, sink, r.stdout.strip()))
+        checks.append("%-10s %s -> %s: %s%s" % (LABEL[0], in_queue, sink, r.stdout.strip(),
+                                                " (order checked)" if verify_order else ""))
     return N / secs
 
 
 checks = []
+LABEL = ["?"]  # row being run, for the id checks
 
 
 def repeat(fn):
@@ -351,6 +353,7 @@ def report(rows, lat, rss, elapsed):
     print("%-52s %9s %7s" % ("row", "msg/s", "x (a0)"))
     labels = [
         ("a0", "(a) bare C relay, prefetch 100, no confirms"),
+        ("a0b", "(a) same, acks batched per read burst"),
         ("a1", "(a) bare C relay, confirms awaited every 100"),
         ("a2", "(a) bare C relay, confirms pipelined"),
         ("b", "(b) echo actor, default settings"),
@@ -431,12 +434,19 @@ def main():
     broker_started = True
     subprocess.run([BROKER_SH, "start", broker_dir, str(AMQP_PORT), str(MGMT_PORT)], check=True)
     rows, rss, lat = {}, [], None
+    if os.environ.get("BENCH_SWEEP"):  # tuning aid: "settings;settings;..." -> rates, no table
+        for text in os.environ["BENCH_SWEEP"].split(";"):
+            med, rates, _ = row_actor("bench-echo", parse_settings(text))
+            print("sweep %-70s %6.0f  %s" % (text, med, rates), flush=True)
+        return
     if "a" in ROWS:
-        for key, mode in (("a0", "none"), ("a1", "batch"), ("a2", "pipe")):
+        for key, mode in (("a0", "none"), ("a0b", "burst"), ("a1", "batch"), ("a2", "pipe")):
             log("row (a) relay %s" % mode)
+            LABEL[0] = "(a) " + mode
             rows[key] = row_relay(mode)
     if "b" in ROWS or "e" in ROWS or "f" in ROWS:
         log("row (b) echo actor, defaults")
+        LABEL[0] = "(b)"
         med, rates, actor = row_actor("bench-echo", {}, keep=True, ordered=True)
         rows["b"] = (med, rates)
         try:
@@ -454,6 +464,7 @@ def main():
             actor.close()
     if "c" in ROWS:
         log("row (c) echo actor, tuned: %s" % TUNED)
+        LABEL[0] = "(c)"
         med, rates, actor = row_actor("bench-echo", parse_settings(TUNED), keep=True,
                                       ordered=False)
         rows["c"] = (med, rates)
@@ -461,9 +472,11 @@ def main():
         actor.close()
     if "d" in ROWS:
         log("row (d) pipeline: %s" % PIPELINE)
+        LABEL[0] = "(d)"
         rows["d"] = row_pipeline(parse_settings(PIPELINE))
     if "g" in ROWS and PY_RUNTIME:
         log("row (g) reference Python runtime %s" % PY_RUNTIME)
+        LABEL[0] = "(g)"
         med, rates, _ = row_actor("bench-echo", {}, py_runtime=PY_RUNTIME, ordered=True)
         rows["g"] = (med, rates)
     report(rows, lat, rss, time.time() - t_start)
