@@ -623,6 +623,12 @@ class Chaos:
 
     def run(self) -> int:
         args = self.args
+        try:
+            head = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                                  capture_output=True, text=True, timeout=10).stdout.strip()
+        except Exception:  # noqa: BLE001 - not a git checkout
+            head = "?"
+        say(f"binaries: {SIDECAR_BIN}, {RUNTIME_BIN} (tree {head or '?'})")
         say(f"seed {args.seed}; {args.count} envelopes over {args.publish_seconds:.0f} s; "
             f"concurrency {args.concurrency}, {args.workers} workers per runtime; faults: "
             f"{args.sidecar_kills} sidecar kills, {args.worker_kills} worker kills, "
