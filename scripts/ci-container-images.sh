@@ -55,7 +55,7 @@ else
     [ "$(id -u)" = 0 ] || { say "debootstrap needs root"; exit 2; }
     t0=$SECONDS
     say "debootstrap --variant=minbase bookworm (log: $WORK/debootstrap.log)"
-    if ! debootstrap --variant=minbase bookworm "$WORK/rootfs" ${DEBIAN_MIRROR:-} \
+    if ! debootstrap --variant=minbase bookworm "$WORK/rootfs" ${DEBIAN_MIRROR:+"$DEBIAN_MIRROR"} \
         >"$WORK/debootstrap.log" 2>&1; then
         tail -n 30 "$WORK/debootstrap.log" >&2
         say "debootstrap failed"

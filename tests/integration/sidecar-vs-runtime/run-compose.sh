@@ -17,7 +17,9 @@
 #    slow envelopes: its sidecar must pause (no consumer, messages kept), and
 #    after the container is started again every envelope must reach happy-end
 #    and none error-end (docker/kill_check.py);
-# 5. always saves every container's log to build/test-runs/ and runs
+# 5. restarts the RabbitMQ container: every sidecar must reconnect (healthy
+#    again) and a pipeline across three actors must work;
+# 6. always saves every container's log to build/test-runs/ and runs
 #    `down -v --remove-orphans`, even when a step fails or on Ctrl-C.
 #
 # Needs a running Docker engine and `docker compose` or `docker-compose`, and
@@ -30,6 +32,7 @@
 #   ASYA_TEST_MGMT_PORT    127.0.0.1 port published for management (default 15673)
 #   ASYA_COMPOSE_PROJECT   compose project name (default asya-svr)
 #   ASYA_COMPOSE_KILL=0    skip step 4
+#   ASYA_COMPOSE_RESTART=0 skip step 5
 #   ASYA_COMPOSE_KEEP=1    leave everything running (no down -v) to look around
 #
 # Exit status: 0 when pytest and the kill check pass; pytest's status or 1 when
@@ -43,8 +46,8 @@ LOG_LEVEL=${ASYA_LOG_LEVEL:-INFO}
 LOG_LEVEL_SET=${ASYA_LOG_LEVEL:+yes}
 export ASYA_LOG_LEVEL=$LOG_LEVEL
 KILL_QUEUE=test-echo-queue
-KILL_SERVICE=rt-echo
-KILL_SIDECAR=sc-echo
+KILL_SERVICE="rt-echo"
+KILL_SIDECAR="sc-echo"
 
 say() { echo "run-compose.sh: $*" >&2; }
 
@@ -106,7 +109,7 @@ services=$(dc config --services 2>"$RUN_DIR/config.err") || {
     exit 2
 }
 missing=
-while read -r queue handler timeout; do
+while read -r queue handler _timeout; do
     short=${queue#test-}
     short=${short%-queue}
     for s in "rt-$short" "sc-$short"; do
@@ -220,6 +223,39 @@ if [ "${ASYA_COMPOSE_KILL:-1}" != 0 ]; then
         exit 1
     fi
     say "kill check passed in $((SECONDS - t0)) s (sidecar $state)"
+fi
+
+# ---- 5. restart RabbitMQ: every sidecar reconnects ----------------------------------
+if [ "${ASYA_COMPOSE_RESTART:-1}" != 0 ]; then
+    t0=$SECONDS
+    say "broker restart: docker restart of rabbitmq"
+    docker restart -t 20 "$(dc ps -q rabbitmq)" >/dev/null || { say "docker restart failed"; RC=1; exit 1; }
+    # Sidecars reconnect with backoff (1, 2, 4, 8, 16 s...): wait until every one
+    # answers /readyz again (the healthcheck status would lag: it turns
+    # unhealthy only after many failed probes).
+    sleep 2
+    deadline=$((SECONDS + 120))
+    while :; do
+        pending=
+        st=$(docker inspect -f '{{.State.Status}}/{{.State.Health.Status}}' "$(dc ps -q rabbitmq)" 2>/dev/null)
+        [ "$st" = running/healthy ] || pending=" rabbitmq($st)"
+        if [ -z "$pending" ]; then
+            for s in $PAIRS; do
+                case $s in sc-*) ;; *) continue ;; esac
+                docker exec "$(dc ps -q "$s")" /usr/local/bin/asya-probe /readyz >/dev/null 2>&1 ||
+                    pending="$pending $s"
+            done
+        fi
+        [ -z "$pending" ] && break
+        if [ $SECONDS -ge $deadline ]; then
+            say "broker restart: not healthy again after 120 s:$pending"
+            RC=1
+            exit 1
+        fi
+        sleep 2
+    done
+    dc run --rm --no-deps -T tester python3 docker/kill_check.py pipeline "$STAMP-$$" || { RC=1; exit 1; }
+    say "broker restart check passed in $((SECONDS - t0)) s"
 fi
 RC=0
 exit 0

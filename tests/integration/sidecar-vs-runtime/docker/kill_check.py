@@ -13,6 +13,9 @@ runtime container:
     kill_check.py collect QUEUE N RUN    after the runtime came back: every envelope
                                          reaches happy-end with the handler's answer,
                                          none reaches error-end
+    kill_check.py pipeline RUN           after a RabbitMQ restart: an envelope routed
+                                         doubler -> actor -> incrementer arrives at
+                                         happy-end as {"value": 7, ...}
 
 Exit status 0 when the step's expectation holds, 1 otherwise (with the reason).
 """
@@ -108,9 +111,27 @@ def collect(b: Broker, queue: str, n: int, run: str) -> int:
     return rc
 
 
+def pipeline(b: Broker, run: str) -> int:
+    mid = f"rs-{run}"
+    b.purge("happy-end", "error-end")
+    b.publish_envelope(envelope({"value": 1},
+                                ["test-doubler-queue", "test-actor-queue", "test-incrementer-queue"],
+                                id=mid))
+    got = b.collect_ids("happy-end", [mid], timeout=60)
+    if len(got) != 1 or got[0].get("payload") != {"value": 7, "operation": "incremented"}:
+        errors = b.collect_ids("error-end", [mid], timeout=1)
+        print(f"kill_check: pipeline after the broker restart: happy-end {got!r:.600}, "
+              f"error-end {errors!r:.600}")
+        return 1
+    print("kill_check: pipeline doubler -> actor -> incrementer works after the broker restart")
+    return 0
+
+
 def main(argv) -> int:
     step, queue = argv[1], argv[2]
     with Broker() as b:
+        if step == "pipeline":
+            return pipeline(b, queue)
         if step == "publish":
             return publish(b, queue, int(argv[3]), argv[4])
         if step == "paused":

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# ci-docker.sh - the seed suite through docker compose, on a machine where no
+# Docker engine runs and no registry can be reached (CI here).  .ci/run calls
+# it after the native tests.
+#
+#   1. installs docker.io, docker-compose and debootstrap from Debian's
+#      packages (--no-install-recommends) when missing;
+#   2. starts a private dockerd in the background: data root, exec root, pid
+#      file and API socket under one temp dir (DOCKER_HOST points at it), so it
+#      neither needs nor touches a system engine;
+#   3. builds the stand-in base images (scripts/ci-container-images.sh);
+#   4. runs `make test-integration-sidecar DOCKER=1` (run-compose.sh: images,
+#      compose up, pytest in the tester container, kill-a-runtime check,
+#      `down -v`);
+#   5. always: removes whatever containers, networks and volumes are left,
+#      stops dockerd (and its containerd), deletes the temp dir, and removes
+#      the docker0 bridge and iptables chains when this script created them.
+#
+# Environment: ASYA_LOG_LEVEL, ASYA_TEST_AMQP_PORT, ASYA_TEST_MGMT_PORT (see
+# run-compose.sh).  Prints the time each step took.  Exit status: the suite's.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+say() { echo "ci-docker: $*" >&2; }
+t_all=$SECONDS
+[ "$(id -u)" = 0 ] || { say "needs root (apt-get, dockerd, debootstrap)"; exit 2; }
+
+# ---- 1. packages -------------------------------------------------------------------
+t0=$SECONDS
+PACKAGES=(docker.io docker-compose debootstrap)
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # policy-rc.d: the package must not start the system's docker service.
+    rm_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        rm_policy=yes
+    fi
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ -z "$rm_policy" ] || rm -f /usr/sbin/policy-rc.d
+fi
+say "packages ready in $((SECONDS - t0)) s"
+
+# ---- 2. a private dockerd ------------------------------------------------------------
+DK=$(mktemp -d /tmp/asya-ci-docker.XXXXXX)
+mkdir -p "$DK/bin"
+# Debian's client matches the engine (another docker CLI may come first on PATH).
+ln -s /usr/bin/docker "$DK/bin/docker"
+export PATH=$DK/bin:$PATH
+export DOCKER_HOST=unix://$DK/docker.sock
+HAD_DOCKER0=
+ip link show docker0 >/dev/null 2>&1 && HAD_DOCKER0=yes
+HAD_CHAINS=
+iptables -t nat -S 2>/dev/null | grep -q '^-N DOCKER' && HAD_CHAINS=yes
+# dockerd turns on IP forwarding and sets the FORWARD policy to DROP: put both back.
+FORWARD_POLICY=$(iptables -S FORWARD 2>/dev/null | awk '$1 == "-P" {print $3}')
+IP_FORWARD=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || true)
+DOCKERD_PID=
+
+iptables_cleanup()
+{
+    # Remove the rules and chains dockerd added (only when there were none before).
+    local t rule c
+    [ -z "$HAD_CHAINS" ] || return 0
+    command -v iptables >/dev/null || return 0
+    for t in nat filter; do
+        iptables -t "$t" -S 2>/dev/null |
+            grep -E '^-A (PREROUTING|INPUT|OUTPUT|FORWARD|POSTROUTING) .*(DOCKER|docker0)' |
+            sed 's/^-A /-D /' | while read -r rule; do
+            # shellcheck disable=SC2086
+            iptables -t "$t" $rule 2>/dev/null || true
+        done
+        for c in $(iptables -t "$t" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^DOCKER/ {print $2}'); do
+            iptables -t "$t" -F "$c" 2>/dev/null || true
+        done
+        for c in $(iptables -t "$t" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^DOCKER/ {print $2}'); do
+            iptables -t "$t" -X "$c" 2>/dev/null || true
+        done
+    done
+    [ -z "$FORWARD_POLICY" ] || iptables -P FORWARD "$FORWARD_POLICY" 2>/dev/null || true
+    [ -z "$IP_FORWARD" ] || echo "$IP_FORWARD" >/proc/sys/net/ipv4/ip_forward 2>/dev/null || true
+}
+
+cleanup()
+{
+    local rc=$? t0=$SECONDS left i
+    trap - EXIT INT TERM
+    set +e +o pipefail # every step below runs, whatever the one before did
+    if [ -n "$DOCKERD_PID" ] && kill -0 "$DOCKERD_PID" 2>/dev/null; then
+        # run-compose.sh already ran `down -v`; anything left is removed here.
+        left=$(docker ps -aq 2>/dev/null || true)
+        if [ -n "$left" ]; then
+            say "removing leftover containers: $(tr "\n" " " <<<"$left")"
+            # shellcheck disable=SC2086
+            docker rm -f -v $left >/dev/null 2>&1 || true
+        fi
+        docker network prune -f >/dev/null 2>&1 || true
+        docker volume prune -f >/dev/null 2>&1 || true
+        kill -TERM "$DOCKERD_PID" 2>/dev/null || true
+        for i in $(seq 1 300); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$DOCKERD_PID" 2>/dev/null; then
+            say "dockerd ignored SIGTERM for 30 s; killing it"
+            kill -KILL "$DOCKERD_PID" 2>/dev/null || true
+        fi
+        wait "$DOCKERD_PID" 2>/dev/null || true
+    fi
+    # dockerd's own containerd (its config lives in our exec root).
+    for i in $(seq 1 50); do
+        left=$(pgrep -f "containerd --config $DK/exec/" || true)
+        [ -z "$left" ] && break
+        # shellcheck disable=SC2086
+        [ "$i" = 20 ] && kill -TERM $left 2>/dev/null
+        # shellcheck disable=SC2086
+        [ "$i" = 45 ] && kill -KILL $left 2>/dev/null
+        sleep 0.1
+    done
+    # Mounts left under the temp dir (overlay layers, shm) would stop rm -rf.
+    grep -o " $DK/[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+    done
+    rm -rf "$DK"
+    [ -n "$HAD_DOCKER0" ] || ip link delete docker0 2>/dev/null || true
+    iptables_cleanup
+    say "engine stopped and cleaned up in $((SECONDS - t0)) s"
+    say "total $((SECONDS - t_all)) s, exit $rc"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+t0=$SECONDS
+dockerd --data-root "$DK/data" --exec-root "$DK/exec" --pidfile "$DK/dockerd.pid" \
+    -H "$DOCKER_HOST" >"$DK/dockerd.log" 2>&1 </dev/null &
+DOCKERD_PID=$!
+for _ in $(seq 1 120); do
+    docker info >/dev/null 2>&1 && break
+    kill -0 "$DOCKERD_PID" 2>/dev/null || break
+    sleep 0.5
+done
+if ! docker info >/dev/null 2>&1; then
+    tail -n 30 "$DK/dockerd.log" >&2
+    say "dockerd did not come up"
+    exit 2
+fi
+say "dockerd $(docker version -f '{{.Server.Version}}') up in $((SECONDS - t0)) s (storage $(docker info -f '{{.Driver}}'), root $DK)"
+
+# ---- 3. stand-ins for the upstream images ----------------------------------------
+t0=$SECONDS
+scripts/ci-container-images.sh
+say "base images ready in $((SECONDS - t0)) s"
+
+# ---- 4. the seed suite through compose ---------------------------------------------
+t0=$SECONDS
+set +e
+make --no-print-directory test-integration-sidecar DOCKER=1
+rc=$?
+set -e
+say "compose seed suite: exit $rc in $((SECONDS - t0)) s"
+exit "$rc"
