@@ -10,14 +10,17 @@
 #      neither needs nor touches a system engine;
 #   3. builds the stand-in base images (scripts/ci-container-images.sh);
 #   4. runs `make test-integration-sidecar DOCKER=1` (run-compose.sh: images,
-#      compose up, pytest in the tester container, kill-a-runtime check,
-#      `down -v`);
-#   5. always: removes whatever containers, networks and volumes are left,
+#      compose up, pytest in the tester container, kill-a-runtime and
+#      broker-restart checks, `down -v`);
+#   5. runs the compose/ demo pipeline (`up --exit-code-from client`: the
+#      client checks every message's fate), then `down -v`;
+#   6. always: removes whatever containers, networks and volumes are left,
 #      stops dockerd (and its containerd), deletes the temp dir, and removes
 #      the docker0 bridge and iptables chains when this script created them.
 #
 # Environment: ASYA_LOG_LEVEL, ASYA_TEST_AMQP_PORT, ASYA_TEST_MGMT_PORT (see
-# run-compose.sh).  Prints the time each step took.  Exit status: the suite's.
+# run-compose.sh), ASYA_CI_DEMO_AMQP_PORT/ASYA_CI_DEMO_MGMT_PORT (demo, default
+# 5690/15690).  Prints the time each step took.  Exit status: the suite's.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -165,4 +168,30 @@ make --no-print-directory test-integration-sidecar DOCKER=1
 rc=$?
 set -e
 say "compose seed suite: exit $rc in $((SECONDS - t0)) s"
+
+# ---- 5. the compose/ demo pipeline, as `docker compose up` runs it -----------------
+# Reuses the asya-runtime/asya-sidecar images step 4 built; the client prints
+# each message's fate and exits, which stops the rest (--exit-code-from).
+t0=$SECONDS
+DEMO=(docker-compose -p asya-ci-demo -f compose/docker-compose.yml --project-directory compose)
+demo_log=$(mktemp /tmp/asya-ci-demo.XXXXXX.log)
+demo_rc=0
+if ! docker image inspect asya-runtime:local asya-sidecar:local >/dev/null 2>&1; then
+    say "demo: no asya-runtime/asya-sidecar image (step 4 failed early); skipped"
+    demo_rc=1
+elif ! tar -c demo/client.py compose/Dockerfile.client |
+    DOCKER_BUILDKIT=0 docker build -q -f compose/Dockerfile.client -t asya-demo-client:local - >"$demo_log" 2>&1; then
+    cat "$demo_log" >&2
+    say "demo: building the client image failed"
+    demo_rc=1
+else
+    ASYA_AMQP_PORT=${ASYA_CI_DEMO_AMQP_PORT:-5690} ASYA_MGMT_PORT=${ASYA_CI_DEMO_MGMT_PORT:-15690} \
+        "${DEMO[@]}" up --no-build --exit-code-from client >"$demo_log" 2>&1 || demo_rc=$?
+    sed -n 's/^.*client_1[^|]*| //p' "$demo_log" | sed 's/\x1b\[[0-9;]*m//g'
+    [ "$demo_rc" -eq 0 ] || { tail -n 40 "$demo_log" >&2; say "demo: exit $demo_rc"; }
+    "${DEMO[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
+fi
+rm -f "$demo_log"
+say "compose demo pipeline: exit $demo_rc in $((SECONDS - t0)) s"
+[ "$rc" -ne 0 ] || rc=$demo_rc
 exit "$rc"
