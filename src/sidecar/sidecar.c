@@ -880,7 +880,8 @@ static void on_delivery(void *ctx, const struct broker_delivery *d)
     struct sidecar *sc = ctx;
     struct message *m = sc->free_msgs;
     if (!m) {
-        /* More deliveries than prefetch: never expected. */
+        /* More deliveries than the pool holds: never expected. */
+        log_warn("more deliveries than ASYA_RABBITMQ_PREFETCH allows; requeueing one");
         broker_reject(sc->broker, d->tag, true);
         return;
     }
@@ -1366,7 +1367,9 @@ struct sidecar *sidecar_new(const struct sidecar_config *cfg, char *err, size_t 
     sc->names.happy_end = cfg->happy_end;
     sc->names.error_end = cfg->error_end;
     sc->nslots = (unsigned)cfg->concurrency;
-    sc->nmsgs = (unsigned)cfg->prefetch_max;
+    /* Twice the largest prefetch: when the prefetch changes, the consumer
+     * is replaced and the old one's deliveries are still in flight. */
+    sc->nmsgs = (unsigned)cfg->prefetch_max * 2;
     sc->prefetch = (unsigned)cfg->prefetch;
     sc->slots = calloc(sc->nslots, sizeof *sc->slots);
     sc->free_slots = calloc(sc->nslots, sizeof *sc->free_slots);
