@@ -527,14 +527,6 @@ int broker_publish_queue(struct broker *b, const char *queue, const char *body, 
     return 0;
 }
 
-int broker_publish(struct broker *b, const char *actor, const char *body, size_t len,
-                   long attempts, uint64_t *seq, char *err, size_t errlen)
-{
-    char queue[512];
-    snprintf(queue, sizeof queue, "%s%s", b->opt.prefix ? b->opt.prefix : "", actor);
-    return broker_publish_queue(b, queue, body, len, attempts, seq, err, errlen);
-}
-
 int broker_set_prefetch(struct broker *b, unsigned prefetch, char *err, size_t errlen)
 {
     b->opt.prefetch = prefetch;

@@ -19,7 +19,6 @@ struct broker_options {
     const char *url;      /* amqp:// or amqps:// (borrowed) */
     const char *exchange; /* durable topic exchange */
     const char *queue;    /* queue consumed; declared durable and bound */
-    const char *prefix;   /* prefix of destination queue names */
     unsigned prefetch;
     bool quorum; /* declare queues with x-queue-type=quorum */
     const char *cacert;
@@ -84,15 +83,10 @@ int broker_poll(struct broker *b, char *err, size_t errlen);
 bool broker_pending(const struct broker *b);
 
 /*
- * Publish body persistently to the queue named prefix+actor (declared and
- * bound on first use) with mandatory set.  attempts > 0 adds the
- * x-asya-attempts header.  *seq gets the confirm sequence number.
- * Returns 0 or -1 (connection lost).
+ * Publish body persistently to queue (declared and bound on first use) with
+ * mandatory set.  attempts > 0 adds the x-asya-attempts header.  *seq gets
+ * the confirm sequence number.  Returns 0 or -1 (connection lost).
  */
-int broker_publish(struct broker *b, const char *actor, const char *body, size_t len,
-                   long attempts, uint64_t *seq, char *err, size_t errlen);
-
-/* Publish to a queue name as is (no prefix); used to requeue to the own queue. */
 int broker_publish_queue(struct broker *b, const char *queue, const char *body, size_t len,
                          long attempts, uint64_t *seq, char *err, size_t errlen);
 

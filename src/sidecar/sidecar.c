@@ -349,9 +349,11 @@ static int publish_plan(struct sidecar *sc, struct message *m, const struct rout
             broker_fail(sc, "out of memory serialising a result");
             return -1;
         }
+        char queue[512];
+        snprintf(queue, sizeof queue, "%s%s", sc->cfg->queue_prefix, p->actor);
         uint64_t seq;
         ev_tstamp t0 = ev_time();
-        int rc = broker_publish(sc->broker, p->actor, text, len, 0, &seq, err, sizeof err);
+        int rc = broker_publish_queue(sc->broker, queue, text, len, 0, &seq, err, sizeof err);
         free(text);
         if (rc) {
             broker_fail(sc, err);
@@ -361,8 +363,6 @@ static int publish_plan(struct sidecar *sc, struct message *m, const struct rout
             broker_fail(sc, "out of memory tracking confirms");
             return -1;
         }
-        char queue[512];
-        snprintf(queue, sizeof queue, "%s%s", sc->cfg->queue_prefix, p->actor);
         metrics_sent(&sc->stats, queue, (enum sent_type)p->kind, len);
         histogram_observe(&sc->stats.queue_send, ev_time() - t0);
         log_debug_id(msg_id(m), "published to %s (seq %llu)", p->actor, (unsigned long long)seq);
@@ -1400,7 +1400,6 @@ struct sidecar *sidecar_new(const struct sidecar_config *cfg, char *err, size_t 
         .url = cfg->amqp_url,
         .exchange = cfg->exchange,
         .queue = cfg->queue_name,
-        .prefix = cfg->queue_prefix,
         .prefetch = (unsigned)cfg->prefetch,
         .quorum = cfg->quorum,
         .cacert = cfg->cacert,
