@@ -589,12 +589,13 @@ static void slot_handle_answer(struct sidecar *sc, struct slot *s, char *answer,
     double exec = ev_time() - s->request_at;
     histogram_observe(&sc->stats.runtime_exec, exec);
     sc->ewma_exec = sc->ewma_exec > 0 ? sc->ewma_exec + EWMA_WEIGHT * (exec - sc->ewma_exec) : exec;
+    /* Free the slot first: the next message's request goes out while this
+     * answer is parsed and routed.  A whole frame arrived, so the connection
+     * is in step even when the answer turns out to be nonsense. */
+    slot_release(sc, s);
     struct runtime_response resp;
     int rc = protocol_parse_response(answer, len, &resp, err, sizeof err);
     free(answer);
-    if (rc)
-        slot_close_runtime(sc, s); /* a runtime that talks nonsense gets a fresh connection */
-    slot_release(sc, s);
 
     if (sc->cfg->is_end_actor) {
         if (rc == 0 && resp.kind == RESPONSE_ERROR)
