@@ -186,8 +186,9 @@ elif ! tar -c demo/client.py compose/Dockerfile.client |
     demo_rc=1
 else
     ASYA_AMQP_PORT=${ASYA_CI_DEMO_AMQP_PORT:-5690} ASYA_MGMT_PORT=${ASYA_CI_DEMO_MGMT_PORT:-15690} \
-        "${DEMO[@]}" up --no-build --exit-code-from client >"$demo_log" 2>&1 || demo_rc=$?
-    sed -n 's/^.*client_1[^|]*| //p' "$demo_log" | sed 's/\x1b\[[0-9;]*m//g'
+        "${DEMO[@]}" up --no-build --no-color --exit-code-from client >"$demo_log" 2>&1 || demo_rc=$?
+    # The client's lines: where each message ended up.
+    sed -n 's/^[^|]*client[-_]1 *| \{0,1\}/   demo: /p' "$demo_log"
     [ "$demo_rc" -eq 0 ] || { tail -n 40 "$demo_log" >&2; say "demo: exit $demo_rc"; }
     "${DEMO[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
 fi
