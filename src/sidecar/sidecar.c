@@ -897,7 +897,8 @@ static void on_delivery(void *ctx, const struct broker_delivery *d)
     }
     sc->free_msgs = m->next;
     m->next = NULL;
-    memcpy(m->body, d->body, d->len);
+    if (d->len) /* an empty body comes as a NULL pointer */
+        memcpy(m->body, d->body, d->len);
     m->body[d->len] = '\0';
     m->len = d->len;
     m->tag = d->tag;
