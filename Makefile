@@ -264,7 +264,7 @@ FUZZ_CC      ?= clang
 FUZZ_TARGETS := frame envelope response
 FUZZ_SRC     := src/common/frame.c src/common/envelope.c src/common/protocol.c
 FUZZ_CFLAGS  := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-                -fno-omit-frame-pointer -Isrc/common -D_GNU_SOURCE
+                -fno-omit-frame-pointer -Iinclude -Isrc/common -D_GNU_SOURCE
 
 .PHONY: fuzz
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) $(FUZZ_SRC:.c=.h)
