@@ -188,15 +188,19 @@ endif
 test-chaos: all
 	ASYA_BUILD_DIR=$(abspath $(BUILD)) tests/chaos/run.sh $(CHAOS_ARGS)
 
-asan:
-	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
-	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
+ASAN_MAKE = $(MAKE) BUILD=build/asan OPT="-O1 -g" \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 
-# The sanitizer build's tests: unit and runtime tests, then the seed suite.
+asan:
+	$(ASAN_MAKE) all
+
+# The sanitizer build's tests, one suite after the other (never in parallel:
+# they start brokers and time-sensitive processes).
 test-asan: asan
-	$(MAKE) BUILD=build/asan OPT="-O1 -g" \
-	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    test-unit test-runtime test-sidecar test-integration-sidecar
+	$(ASAN_MAKE) test-unit
+	$(ASAN_MAKE) test-runtime
+	$(ASAN_MAKE) test-sidecar
+	$(ASAN_MAKE) test-integration-sidecar
 
 valgrind: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== valgrind $$t"; \
