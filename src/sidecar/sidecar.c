@@ -1424,7 +1424,8 @@ struct sidecar *sidecar_new(const struct sidecar_config *cfg, char *err, size_t 
     ev_timer_init(&sc->runtime_retry, runtime_retry_cb, RUNTIME_RETRY_FIRST, 0.);
     ev_timer_init(&sc->runtime_probe, runtime_probe_cb, RUNTIME_PROBE_S, RUNTIME_PROBE_S);
     ev_timer_init(&sc->grace, grace_cb, 1., 0.);
-    ev_timer_init(&sc->prefetch_adapt, prefetch_adapt_cb, PREFETCH_ADAPT_S, PREFETCH_ADAPT_S);
+    /* The first look comes early: a fast handler should not start narrow for long. */
+    ev_timer_init(&sc->prefetch_adapt, prefetch_adapt_cb, 0.05, PREFETCH_ADAPT_S);
     ev_io_init(&sc->rstats.io, rstats_io_cb, -1, EV_READ);
     ev_timer_init(&sc->rstats.every, rstats_every_cb, 0.5, RUNTIME_STATS_S);
     ev_timer_init(&sc->rstats.timeout, rstats_timeout_cb, 2., 0.);
