@@ -46,7 +46,7 @@ ROWS = set(os.environ.get("BENCH_ROWS", "a,b,c,d,e,g").split(","))
 AMQP_PORT = int(os.environ.get("BENCH_AMQP_PORT", "5699"))
 MGMT_PORT = int(os.environ.get("BENCH_MGMT_PORT", "15699"))
 URL = "amqp://guest:guest@127.0.0.1:%d/" % AMQP_PORT
-TUNED = os.environ.get("BENCH_TUNED", "ASYA_CONCURRENCY=8 ASYA_RUNTIME_WORKERS=2")
+TUNED = os.environ.get("BENCH_TUNED", "ASYA_CONCURRENCY=2")
 PIPELINE = os.environ.get("BENCH_PIPELINE", "ASYA_CONCURRENCY=4")
 PY_RUNTIME = os.environ.get("BENCH_PY_RUNTIME", "")
 PYTHON = os.environ.get("BENCH_PYTHON", "/usr/bin/python3")
