@@ -212,6 +212,24 @@ MALFORMED = {
     "current_negative": b'{"id": "MID", "payload": 1, "route": {"actors": ["QUEUE"], "current": -1}}',
     "current_not_int": b'{"id": "MID", "payload": 1, "route": {"actors": ["QUEUE"], "current": "0"}}',
     "invalid_utf8": b'{"id": "MID", "payload": "bad \xff\xfe bytes", "route": {"actors": ["QUEUE"], "current": 0}}',
+    # Wrong types for every field, empty routes, nesting past the parser's limit (issue 8).
+    "json_number": b"42",
+    "json_null": b"null",
+    "route_not_object": b'{"id": "MID", "payload": 1, "route": ["QUEUE"]}',
+    "actors_not_array": b'{"id": "MID", "payload": 1, "route": {"actors": "QUEUE", "current": 0}}',
+    "actor_not_string": b'{"id": "MID", "payload": 1, "route": {"actors": [7], "current": 0}}',
+    "actors_empty": b'{"id": "MID", "payload": 1, "route": {"actors": [], "current": 0}}',
+    "steps_empty": b'{"id": "MID", "payload": 1, "route": {"steps": [], "current": 0}}',
+    "current_real": b'{"id": "MID", "payload": 1, "route": {"actors": ["QUEUE"], "current": 0.0}}',
+    "current_missing": b'{"id": "MID", "payload": 1, "route": {"actors": ["QUEUE"]}}',
+    "id_number": b'{"id": 12, "payload": 1, "route": {"actors": ["QUEUE"], "current": 0}}',
+    "parent_id_object": (b'{"id": "MID", "parent_id": {}, "payload": 1, '
+                         b'"route": {"actors": ["QUEUE"], "current": 0}}'),
+    "headers_string": (b'{"id": "MID", "headers": "x", "payload": 1, '
+                       b'"route": {"actors": ["QUEUE"], "current": 0}}'),
+    "deep_nesting_10000": (b'{"id": "MID", "route": {"actors": ["QUEUE"], "current": 0}, "payload": '
+                           + b"[" * 10000 + b"]" * 10000 + b"}"),
+    "truncated": b'{"id": "MID", "payload": {"a": ',
 }
 
 
@@ -233,9 +251,9 @@ def test_malformed_body_goes_to_error_end_with_original_message(ctx, case):
     assert p["details"]["message"], "a reason is given"
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         parsed = None
-    if isinstance(parsed, dict) and "id" in parsed:
+    if isinstance(parsed, dict) and isinstance(parsed.get("id"), str):
         assert msg.get("id") == mid, "the id of a JSON object body is kept for tracing"
     assert rt.requests() == [], "a malformed body must never reach the runtime"
     # ... and the sidecar carries on.
