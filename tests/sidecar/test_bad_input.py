@@ -3,6 +3,11 @@ bodies are in test_sidecar.py's MALFORMED): a 10 000-actor route is valid and
 routed; an unroutable publish ends as routing_error."""
 import json
 
+import requests
+
+from asya_testlib import Broker
+from conftest import wait_for
+
 
 def test_ten_thousand_actors_is_a_valid_route(ctx):
     ctx.fake_runtime()
@@ -40,6 +45,16 @@ def test_unroutable_publish_goes_to_error_end_as_routing_error(ctx):
 
     again = ctx.envelope({"op": "echo", "n": 3}, actors=[ctx.queue, ctx.next])
     ctx.publish(again)
+
+    def redeclared():
+        try:
+            Broker.queue_info(ctx.next)  # management API: no channel to lose on a 404
+            return True
+        except requests.HTTPError:
+            return False
+
+    # Reading a queue that does not exist (yet) would close the test's channel.
+    assert wait_for(redeclared, timeout=15), "the sidecar did not declare the destination again"
     got = ctx.wait_ends(extra={ctx.next: 1}, timeout=15)
     assert [m["id"] for m in got[ctx.next]] == [again["id"]], "destination declared again"
     assert got["error"] == []
