@@ -30,6 +30,8 @@ PY=${PYTHON:-/usr/bin/python3}
 
 # shellcheck source=../lib/broker.sh
 . "$ROOT/tests/lib/broker.sh"
+# shellcheck source=../lib/runs.sh
+. "$ROOT/tests/lib/runs.sh"
 
 say() { echo "sidecar tests: $*" >&2; }
 
@@ -37,12 +39,7 @@ say() { echo "sidecar tests: $*" >&2; }
 "$PY" -c 'import pytest, pika, requests' >/dev/null 2>&1 ||
     { say "$PY lacks pytest/pika/requests (apt-get install python3-pytest python3-pika python3-requests)"; exit 2; }
 
-STAMP=$(date +%Y%m%d-%H%M%S)
-RUN_DIR=$BUILD/test-runs/sidecar-$STAMP
-[ -e "$RUN_DIR" ] && RUN_DIR=$RUN_DIR-$$
-mkdir -p "$RUN_DIR"
-ls -1dt "$BUILD"/test-runs/sidecar-2* 2>/dev/null |
-    tail -n +$((${ASYA_TEST_KEEP_RUNS:-5} + 1)) | while read -r old; do rm -rf "$old"; done
+RUN_DIR=$(new_run_dir "$BUILD/test-runs" sidecar) || exit 2
 
 # Unix socket paths are limited to 107 bytes: keep sockets in a short /tmp dir.
 SOCK_DIR=$(mktemp -d /tmp/asya-sct.XXXXXX)

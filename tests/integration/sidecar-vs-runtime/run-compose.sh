@@ -66,11 +66,10 @@ dc() { "${DC[@]}" "$@"; }
 # Without the buildx plugin the docker CLI needs the classic builder.
 docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
 
-STAMP=$(date +%Y%m%d-%H%M%S)
-RUN_DIR=$ROOT/build/test-runs/sidecar-vs-runtime-compose-$STAMP-$$
-mkdir -p "$RUN_DIR"
-ls -1dt "$ROOT"/build/test-runs/sidecar-vs-runtime-compose-* 2>/dev/null |
-    tail -n +$((${ASYA_TEST_KEEP_RUNS:-5} + 1)) | while read -r old; do rm -rf "$old"; done
+# shellcheck source=../../lib/runs.sh
+. "$ROOT/tests/lib/runs.sh"
+RUN_DIR=$(new_run_dir "$ROOT/build/test-runs" sidecar-vs-runtime-compose) || exit 2
+STAMP=$(date +%Y%m%d-%H%M%S) # tags this run's test ids
 
 RC=2
 UP=

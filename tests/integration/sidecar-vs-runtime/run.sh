@@ -32,6 +32,8 @@ LOG_LEVEL_SET=${ASYA_LOG_LEVEL:+yes}
 
 # shellcheck source=../../lib/broker.sh
 . "$ROOT/tests/lib/broker.sh"
+# shellcheck source=../../lib/runs.sh
+. "$ROOT/tests/lib/runs.sh"
 
 say() { echo "run.sh: $*" >&2; }
 
@@ -54,12 +56,7 @@ done
 [ -n "$PY" ] || { say "no python3 with pytest, pika and requests (apt-get install python3-pytest python3-pika python3-requests)"; exit 2; }
 
 # ---- run folder -------------------------------------------------------------
-STAMP=$(date +%Y%m%d-%H%M%S)
-RUN_DIR=$BUILD/test-runs/sidecar-vs-runtime-$STAMP-$$
-mkdir -p "$RUN_DIR"
-# Keep only the newest few run folders.
-ls -1dt "$BUILD"/test-runs/sidecar-vs-runtime-* 2>/dev/null |
-    tail -n +$((${ASYA_TEST_KEEP_RUNS:-5} + 1)) | while read -r old; do rm -rf "$old"; done
+RUN_DIR=$(new_run_dir "$BUILD/test-runs" sidecar-vs-runtime) || exit 2
 
 # Unix socket paths are limited to 107 bytes; use the run folder when it fits.
 if [ ${#RUN_DIR} -lt 60 ]; then
