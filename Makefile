@@ -58,7 +58,7 @@ UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: examples examples-rust
 .PHONY: all help demo test test-unit test-runtime test-sidecar test-integration-sidecar asan \
-        test-asan valgrind install clean format
+        test-asan valgrind install clean format format-check
 
 all: $(RUNTIME_BIN) $(SIDECAR_BIN) $(INVOKE_BIN) $(SEED_HANDLERS) $(EXAMPLE_HANDLERS) $(FIXTURES) $(UNIT_BINS) \
      examples
@@ -254,8 +254,15 @@ deb: all
 clean:
 	rm -rf build
 
+# .clang-format holds STYLE.md's settings; format-check fails on any file that differs.
+FORMAT_FILES = $$(git ls-files '*.c' '*.h' '*.cpp')
+
 format:
-	clang-format -i $$(git ls-files '*.c' '*.h')
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
+	@echo "format-check: clean"
 
 # ---- fuzzing (libFuzzer) --------------------------------------------------
 # `make fuzz FUZZ_SECONDS=N` builds each parser's target with clang into
