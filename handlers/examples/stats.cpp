@@ -39,12 +39,16 @@
 
 ASYA_MODULE_MAGIC(.name = "stats", .version = "1.0");
 
-namespace {
+namespace
+{
 
 /* jansson values owned by a unique_ptr: json_decref runs on every path,
  * including when an exception unwinds the stack. */
 struct json_deleter {
-    void operator()(json_t *j) const { json_decref(j); }
+    void operator()(json_t *j) const
+    {
+        json_decref(j);
+    }
 };
 using json_ptr = std::unique_ptr<json_t, json_deleter>;
 

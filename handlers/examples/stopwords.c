@@ -38,7 +38,7 @@ ASYA_EXPORT int remove_stopwords(struct asya_call *call);
 /* ---- state: loaded by asya_init, freed by asya_fini ----------------------- */
 
 /* Per worker process: workers are separate processes, so no locks are needed. */
-static char **words;  /* sorted, lower-case, owned */
+static char **words; /* sorted, lower-case, owned */
 static size_t nwords;
 
 static int cmp_word(const void *a, const void *b)

@@ -62,8 +62,7 @@ int envcfg_bool(const char *name, const char *alt, bool def, bool *out, char *er
     return 0;
 }
 
-int envcfg_long(const char *name, long def, long min, long max, long *out, char *err,
-                size_t errlen)
+int envcfg_long(const char *name, long def, long min, long max, long *out, char *err, size_t errlen)
 {
     const char *v = envcfg_str(name, NULL, NULL, NULL);
     if (!v) {

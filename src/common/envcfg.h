@@ -22,8 +22,8 @@ int envcfg_bool(const char *name, const char *alt, bool def, bool *out, char *er
     __attribute__((warn_unused_result));
 
 /* Decimal integer in [min, max]. */
-int envcfg_long(const char *name, long def, long min, long max, long *out, char *err,
-                size_t errlen) __attribute__((warn_unused_result));
+int envcfg_long(const char *name, long def, long min, long max, long *out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* Go-style duration (see duration.h) in nanoseconds, at least min_ns. */
 int envcfg_duration(const char *name, const char *def, int64_t min_ns, int64_t *out_ns, char *err,

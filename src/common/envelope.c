@@ -81,8 +81,7 @@ int envelope_from_json(json_t *root, int flags, struct envelope *env, char *err,
     if (!cur)
         return fail(err, errlen, "route has no %s field", "current");
     if (!json_is_integer(cur))
-        return fail(err, errlen, "route.current must be an integer, got %s",
-                    json_type_name(cur));
+        return fail(err, errlen, "route.current must be an integer, got %s", json_type_name(cur));
     json_int_t c = json_integer_value(cur);
     size_t limit = (flags & ENVELOPE_ALLOW_FINISHED) ? count : (count ? count - 1 : 0);
     if (c < 0 || (size_t)c > limit || (count == 0 && !(flags & ENVELOPE_ALLOW_FINISHED))) {

@@ -77,6 +77,7 @@ int frame_send(int fd, const void *body, size_t len) __attribute__((warn_unused_
  * stream that ends mid-frame; -EMSGSIZE if the header announces more than
  * max_len (the body is not read); or another negative errno.
  */
-int frame_recv(int fd, size_t max_len, char **body, size_t *len) __attribute__((warn_unused_result));
+int frame_recv(int fd, size_t max_len, char **body, size_t *len)
+    __attribute__((warn_unused_result));
 
 #endif /* ASYA_FRAME_H */

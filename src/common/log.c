@@ -34,9 +34,8 @@ int log_level_parse(const char *text, enum log_level *out)
     static const struct {
         const char *name;
         enum log_level level;
-    } names[] = {{"DEBUG", LOG_LVL_DEBUG}, {"INFO", LOG_LVL_INFO},
-                 {"WARNING", LOG_LVL_WARNING}, {"WARN", LOG_LVL_WARNING},
-                 {"ERROR", LOG_LVL_ERROR}, {"CRITICAL", LOG_LVL_ERROR}};
+    } names[] = {{"DEBUG", LOG_LVL_DEBUG},  {"INFO", LOG_LVL_INFO},   {"WARNING", LOG_LVL_WARNING},
+                 {"WARN", LOG_LVL_WARNING}, {"ERROR", LOG_LVL_ERROR}, {"CRITICAL", LOG_LVL_ERROR}};
     if (!text)
         return -EINVAL;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {

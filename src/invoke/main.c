@@ -45,13 +45,13 @@
 /* ---- exit codes --------------------------------------------------------- */
 
 enum invoke_exit {
-    EXIT_OK = 0,          /* results, or no result ([]) */
-    EXIT_NO_ANSWER = 1,   /* runtime died / closed without answering / not the protocol */
-    EXIT_USAGE = 2,       /* bad arguments, unreadable input, runtime could not start */
-    EXIT_PROCESSING = 3,  /* processing_error */
-    EXIT_OOM = 4,         /* oom_error, cuda_oom_error */
-    EXIT_TIMEOUT = 5,     /* timeout_error */
-    EXIT_PARSING = 6,     /* msg_parsing_error */
+    EXIT_OK = 0,         /* results, or no result ([]) */
+    EXIT_NO_ANSWER = 1,  /* runtime died / closed without answering / not the protocol */
+    EXIT_USAGE = 2,      /* bad arguments, unreadable input, runtime could not start */
+    EXIT_PROCESSING = 3, /* processing_error */
+    EXIT_OOM = 4,        /* oom_error, cuda_oom_error */
+    EXIT_TIMEOUT = 5,    /* timeout_error */
+    EXIT_PARSING = 6,    /* msg_parsing_error */
 };
 
 #define DEFAULT_TIMEOUT       "5m"
@@ -62,16 +62,16 @@ enum invoke_exit {
 /* ---- options -------------------------------------------------------------- */
 
 struct options {
-    const char *handler;  /* --handler or ASYA_HANDLER (borrowed) */
-    const char *mode;     /* --mode or ASYA_HANDLER_MODE, NULL: runtime default */
-    const char *memory;   /* --memory-mb (borrowed), NULL: inherit the environment */
-    const char *input;    /* file name; NULL or "-" reads stdin */
-    int64_t timeout_ns;   /* 0: wait forever */
-    int64_t start_ns;     /* how long the runtime may take to become ready */
+    const char *handler; /* --handler or ASYA_HANDLER (borrowed) */
+    const char *mode;    /* --mode or ASYA_HANDLER_MODE, NULL: runtime default */
+    const char *memory;  /* --memory-mb (borrowed), NULL: inherit the environment */
+    const char *input;   /* file name; NULL or "-" reads stdin */
+    int64_t timeout_ns;  /* 0: wait forever */
+    int64_t start_ns;    /* how long the runtime may take to become ready */
     char timeout_text[32];
-    bool wrap_payload;    /* --payload */
-    bool pretty;          /* --pretty */
-    int verbose;          /* -v: runtime logs at INFO; -vv: DEBUG */
+    bool wrap_payload; /* --payload */
+    bool pretty;       /* --pretty */
+    int verbose;       /* -v: runtime logs at INFO; -vv: DEBUG */
 };
 
 static void usage(FILE *out)
@@ -194,8 +194,7 @@ static int parse_args(int argc, char **argv, struct options *o)
                 errno = 0;
                 long mb = strtol(val, &end, 10);
                 if (errno || end == val || *end || mb < 0)
-                    return bad_usage("--memory-mb %s: expected a number of MiB (0: no limit)",
-                                     val);
+                    return bad_usage("--memory-mb %s: expected a number of MiB (0: no limit)", val);
                 o->memory = val;
             } else if (strcmp(a, "--payload") == 0) {
                 o->wrap_payload = true;
@@ -336,17 +335,17 @@ static void on_signal(int sig)
 }
 
 struct child {
-    pid_t pid;            /* -1 once reaped */
-    int status;           /* wait status once reaped */
-    int log_fd;           /* read end of the child's stdout+stderr; -1 when closed */
-    char line[4096];      /* partial line of its output */
+    pid_t pid;       /* -1 once reaped */
+    int status;      /* wait status once reaped */
+    int log_fd;      /* read end of the child's stdout+stderr; -1 when closed */
+    char line[4096]; /* partial line of its output */
     size_t line_len;
     int verbose;
-    bool error_shown;     /* an ERROR line of the runtime was printed */
-    bool started;         /* it became ready */
-    char dir[96];         /* private temp dir (short: the socket path must fit sun_path) */
-    char sock[128];       /* dir/app.sock */
-    char ready[128];      /* dir/ready */
+    bool error_shown; /* an ERROR line of the runtime was printed */
+    bool started;     /* it became ready */
+    char dir[96];     /* private temp dir (short: the socket path must fit sun_path) */
+    char sock[128];   /* dir/app.sock */
+    char ready[128];  /* dir/ready */
 };
 
 /*
@@ -546,8 +545,8 @@ static int child_start(struct child *c, const char *bin, const struct options *o
         setpgid(0, 0);
         signal(SIGPIPE, SIG_DFL);
         int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0 ||
-            dup2(fds[1], STDOUT_FILENO) < 0 || dup2(fds[1], STDERR_FILENO) < 0)
+        if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0 || dup2(fds[1], STDOUT_FILENO) < 0 ||
+            dup2(fds[1], STDERR_FILENO) < 0)
             _exit(127);
         const char *level = o->verbose >= 2 ? "DEBUG" : o->verbose ? "INFO" : "WARNING";
         if (setenv("ASYA_HANDLER", o->handler, 1) || setenv("ASYA_SOCKET_PATH", c->sock, 1) ||
@@ -710,8 +709,10 @@ static enum outcome request(struct child *c, const struct options *o, const char
             if (w > 0)
                 out_off += (size_t)w;
             else if (w < 0 && errno != EAGAIN && errno != EINTR) {
-                snprintf(err, errlen, "the runtime closed the connection before reading the "
-                                      "whole request: %s", strerror(errno));
+                snprintf(err, errlen,
+                         "the runtime closed the connection before reading the "
+                         "whole request: %s",
+                         strerror(errno));
                 break;
             }
         }
@@ -890,8 +891,7 @@ int main(int argc, char **argv)
     if (child_wait_ready(&c, &o) == 0) {
         char *answer = NULL, err[512] = "";
         size_t answer_len = 0;
-        enum outcome out = request(&c, &o, input, input_len, &answer, &answer_len, err,
-                                   sizeof err);
+        enum outcome out = request(&c, &o, input, input_len, &answer, &answer_len, err, sizeof err);
         /* Stop the runtime before printing, so its last lines come first. */
         child_stop(&c);
         switch (out) {
@@ -903,8 +903,7 @@ int main(int argc, char **argv)
             char msg[160];
             snprintf(msg, sizeof msg, "the runtime did not answer within %s (--timeout)",
                      o.timeout_text);
-            rc = print_own_error(PROTO_TIMEOUT_ERROR, "TimeoutError", msg, o.pretty,
-                                 EXIT_TIMEOUT);
+            rc = print_own_error(PROTO_TIMEOUT_ERROR, "TimeoutError", msg, o.pretty, EXIT_TIMEOUT);
             break;
         }
         case OUT_CLOSED:

@@ -30,8 +30,8 @@ static bool is_identifier(const char *s)
     return true;
 }
 
-int config_split_handler(const char *spec, char *path, size_t pathlen, char *func,
-                         size_t funclen, char *err, size_t errlen)
+int config_split_handler(const char *spec, char *path, size_t pathlen, char *func, size_t funclen,
+                         char *err, size_t errlen)
 {
     const char *colon = spec ? strrchr(spec, ':') : NULL;
     if (!spec || !*spec) {

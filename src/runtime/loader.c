@@ -46,8 +46,10 @@ int loader_open(struct loader *ld, const char *spec, const char *lib_path, const
     memcpy(&get_magic, &p, sizeof get_magic);
     const struct asya_magic *magic = get_magic();
     if (!magic) {
-        snprintf(err, errlen, "ASYA_HANDLER=%s: ABI stamp check failed: asya_module_magic() "
-                 "returned NULL", spec);
+        snprintf(err, errlen,
+                 "ASYA_HANDLER=%s: ABI stamp check failed: asya_module_magic() "
+                 "returned NULL",
+                 spec);
         goto fail;
     }
     if (magic->abi_major != ASYA_ABI_MAJOR) {
@@ -59,8 +61,8 @@ int loader_open(struct loader *ld, const char *spec, const char *lib_path, const
     }
     if (magic->size < sizeof(struct asya_magic)) {
         snprintf(err, errlen,
-                 "ASYA_HANDLER=%s: ABI stamp check failed: stamp size %u is smaller than %zu",
-                 spec, (unsigned)magic->size, sizeof(struct asya_magic));
+                 "ASYA_HANDLER=%s: ABI stamp check failed: stamp size %u is smaller than %zu", spec,
+                 (unsigned)magic->size, sizeof(struct asya_magic));
         goto fail;
     }
     ld->module_name = magic->name;
@@ -93,8 +95,7 @@ int loader_open(struct loader *ld, const char *spec, const char *lib_path, const
             if (why[0])
                 snprintf(err, errlen, "ASYA_HANDLER=%s: asya_init failed: %s", spec, why);
             else
-                snprintf(err, errlen, "ASYA_HANDLER=%s: asya_init failed (returned %d)", spec,
-                         rc);
+                snprintf(err, errlen, "ASYA_HANDLER=%s: asya_init failed (returned %d)", spec, rc);
             goto fail;
         }
     }

@@ -13,12 +13,12 @@
 #include <asya/asya.h>
 
 struct loader {
-    void *dl;                 /* dlopen handle; NULL when closed */
-    asya_handler_fn fn;       /* the handler named by the spec */
-    void (*fini)(void);       /* asya_fini, or NULL when not exported */
-    const char *module_name;  /* from the stamp (borrowed from the library), may be NULL */
+    void *dl;                   /* dlopen handle; NULL when closed */
+    asya_handler_fn fn;         /* the handler named by the spec */
+    void (*fini)(void);         /* asya_fini, or NULL when not exported */
+    const char *module_name;    /* from the stamp (borrowed from the library), may be NULL */
     const char *module_version; /* likewise */
-    char label[512];          /* "<lib basename>:<function>", for messages */
+    char label[512];            /* "<lib basename>:<function>", for messages */
 };
 
 /*

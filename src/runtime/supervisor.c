@@ -27,15 +27,15 @@
 
 /* ---- constants ----------------------------------------------------------- */
 
-#define LISTEN_BACKLOG     1024
-#define QUEUE_MAX          1024  /* queued requests before clients stop being read */
-#define ACCEPT_BURST       64    /* accepts per loop iteration */
-#define READ_CHUNK         65536 /* bytes per read(2) */
-#define ANSWER_SLACK       65536 /* worker answers may exceed the limit by an error text */
-#define RESTART_MIN_S      0.1   /* first delay after a worker dies at start */
-#define RESTART_MAX_S      5.0
-#define EARLY_DEATH_S      1.0   /* a worker dying this soon after start counts as failing */
-#define WORKER_STOP_S      5.0   /* grace for workers to run asya_fini before SIGKILL */
+#define LISTEN_BACKLOG 1024
+#define QUEUE_MAX      1024  /* queued requests before clients stop being read */
+#define ACCEPT_BURST   64    /* accepts per loop iteration */
+#define READ_CHUNK     65536 /* bytes per read(2) */
+#define ANSWER_SLACK   65536 /* worker answers may exceed the limit by an error text */
+#define RESTART_MIN_S  0.1   /* first delay after a worker dies at start */
+#define RESTART_MAX_S  5.0
+#define EARLY_DEATH_S  1.0 /* a worker dying this soon after start counts as failing */
+#define WORKER_STOP_S  5.0 /* grace for workers to run asya_fini before SIGKILL */
 
 /* ---- types --------------------------------------------------------------- */
 
@@ -321,14 +321,13 @@ static char *stats_text(const struct supervisor *sv, size_t *len)
         idle += sv->workers[i].state == W_IDLE;
         busy += sv->workers[i].state == W_BUSY;
     }
-    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I}}", "asya_runtime",
-                          ASYA_BUILD_VERSION, "workers", (json_int_t)sv->nworkers, "idle",
-                          (json_int_t)idle, "busy", (json_int_t)busy, "queued",
-                          (json_int_t)sv->queued, "worker_restarts", "crash",
-                          (json_int_t)sv->restarts_crash, "oom_kill",
-                          (json_int_t)sv->restarts_oom_kill, "timeout_kill",
-                          (json_int_t)sv->restarts_timeout_kill, "exit",
-                          (json_int_t)sv->restarts_exit);
+    json_t *o =
+        json_pack("{s:s, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I}}", "asya_runtime",
+                  ASYA_BUILD_VERSION, "workers", (json_int_t)sv->nworkers, "idle", (json_int_t)idle,
+                  "busy", (json_int_t)busy, "queued", (json_int_t)sv->queued, "worker_restarts",
+                  "crash", (json_int_t)sv->restarts_crash, "oom_kill",
+                  (json_int_t)sv->restarts_oom_kill, "timeout_kill",
+                  (json_int_t)sv->restarts_timeout_kill, "exit", (json_int_t)sv->restarts_exit);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (s)
@@ -410,11 +409,10 @@ static void conn_read(struct conn *c)
             return;
         }
         if (st == FRAME_NOMEM) {
-            log_error("out of memory reading a request of %lu bytes",
-                      (unsigned long)r->announced);
+            log_error("out of memory reading a request of %lu bytes", (unsigned long)r->announced);
             ev_io_stop(c->sv->loop, &c->rio);
-            conn_fail(c, PROTO_PROCESSING_ERROR, "asya-runtime ran out of memory reading the request",
-                      "MemoryError");
+            conn_fail(c, PROTO_PROCESSING_ERROR,
+                      "asya-runtime ran out of memory reading the request", "MemoryError");
             return;
         }
     }
@@ -583,8 +581,7 @@ static void start_serving(struct supervisor *sv)
     if (cfg->ready_file) {
         int rfd = open(cfg->ready_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (rfd < 0) {
-            log_error("ASYA_READY_FILE=%s: cannot create it: %s", cfg->ready_file,
-                      strerror(errno));
+            log_error("ASYA_READY_FILE=%s: cannot create it: %s", cfg->ready_file, strerror(errno));
             begin_shutdown(sv, 1);
             return;
         }
@@ -714,8 +711,8 @@ static bool worker_read(struct worker *w)
             if (st == FRAME_INCOMPLETE)
                 break;
             if (st != FRAME_COMPLETE) {
-                worker_protocol_error(w, st == FRAME_TOO_LARGE ? "answer too large"
-                                                               : "out of memory");
+                worker_protocol_error(w,
+                                      st == FRAME_TOO_LARGE ? "answer too large" : "out of memory");
                 return false;
             }
             size_t len;
@@ -777,8 +774,7 @@ static void answer_for_dead_worker(struct worker *w, struct conn *c, int status)
     char msg[512], tb[PATH_MAX + 128], name[32];
     const char *code = PROTO_PROCESSING_ERROR;
     const char *type;
-    snprintf(tb, sizeof tb, "worker process %ld running handler %s", (long)w->pid,
-             cfg->handler);
+    snprintf(tb, sizeof tb, "worker process %ld running handler %s", (long)w->pid, cfg->handler);
     if (w->bad_answer) {
         type = "WorkerProtocolError";
         snprintf(msg, sizeof msg, "worker process %ld sent an invalid or oversized answer",
@@ -797,7 +793,8 @@ static void answer_for_dead_worker(struct worker *w, struct conn *c, int status)
                  (long)w->pid, type, strsignal(WTERMSIG(status)));
     } else {
         type = "WorkerExit";
-        snprintf(msg, sizeof msg, "worker process %ld exited with status %d while handling the request",
+        snprintf(msg, sizeof msg,
+                 "worker process %ld exited with status %d while handling the request",
                  (long)w->pid, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     }
     size_t len = 0;
@@ -1055,7 +1052,7 @@ static void shutdown_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     size_t n = 0;
     struct conn *c;
     TAILQ_FOREACH(c, &sv->conns, all)
-        n++;
+    n++;
     if (n)
         log_warn("shutdown timeout: abandoning %zu request(s) still in flight", n);
     stop_workers(sv); /* kills busy workers first, so closing conns does not */
@@ -1079,7 +1076,7 @@ static void begin_shutdown(struct supervisor *sv, int exit_code)
     size_t n = 0;
     struct conn *c;
     TAILQ_FOREACH(c, &sv->conns, all)
-        n++;
+    n++;
     log_info("shutting down: finishing %zu request(s) in flight (timeout %.3gs)", n,
              (double)sv->cfg->shutdown_ns / 1e9);
     ev_timer_set(&sv->shutdown_timer, (double)sv->cfg->shutdown_ns / 1e9, 0);

@@ -263,8 +263,7 @@ static int host_emit(struct asya_call *call, const char *json, size_t len)
     json_error_t jerr;
     json_t *v = json_loadb(json, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (!v)
-        return reject(h, "ResultError", "result %zu is not valid JSON: %s", h->results,
-                      jerr.text);
+        return reject(h, "ResultError", "result %zu is not valid JSON: %s", h->results, jerr.text);
     int rc = 0;
     if (h->ctx->mode == ASYA_MODE_ENVELOPE)
         rc = check_result_envelope(h, v);
@@ -529,8 +528,8 @@ static int apply_memory_limit(const struct runtime_config *cfg, char *err, size_
     }
     struct rlimit rl = {.rlim_cur = limit, .rlim_max = limit};
     if (setrlimit(RLIMIT_AS, &rl) != 0) {
-        snprintf(err, errlen, "ASYA_WORKER_MEMORY_MB=%ld: setrlimit(RLIMIT_AS): %s",
-                 cfg->memory_mb, strerror(errno));
+        snprintf(err, errlen, "ASYA_WORKER_MEMORY_MB=%ld: setrlimit(RLIMIT_AS): %s", cfg->memory_mb,
+                 strerror(errno));
         return -errno;
     }
     return 0;

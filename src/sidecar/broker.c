@@ -239,8 +239,7 @@ static int open_socket(struct broker *b, char *err, size_t errlen)
     struct timeval tv = {10, 0};
     int rc = amqp_socket_open_noblock(sock, b->ci.host, b->ci.port, &tv);
     if (rc != AMQP_STATUS_OK) {
-        snprintf(err, errlen, "connect %s:%d: %s", b->ci.host, b->ci.port,
-                 amqp_error_string2(rc));
+        snprintf(err, errlen, "connect %s:%d: %s", b->ci.host, b->ci.port, amqp_error_string2(rc));
         return -1;
     }
     return 0;
@@ -312,8 +311,8 @@ int broker_consume(struct broker *b, char *err, size_t errlen)
     if (b->consuming)
         return 0;
     amqp_basic_consume_ok_t *ok =
-        amqp_basic_consume(b->conn, CH_MAIN, amqp_cstring_bytes(b->opt.queue), amqp_empty_bytes,
-                           0, 0, 0, amqp_empty_table);
+        amqp_basic_consume(b->conn, CH_MAIN, amqp_cstring_bytes(b->opt.queue), amqp_empty_bytes, 0,
+                           0, 0, amqp_empty_table);
     if (reply_check(b, amqp_get_rpc_reply(b->conn), "basic.consume", err, errlen) || !ok)
         return -1;
     snprintf(b->consumer_tag, sizeof b->consumer_tag, "%.*s", (int)ok->consumer_tag.len,
@@ -503,8 +502,8 @@ int broker_publish_queue(struct broker *b, const char *queue, const char *body, 
     snprintf(mid, sizeof mid, "%llu", (unsigned long long)s);
     amqp_basic_properties_t props;
     memset(&props, 0, sizeof props);
-    props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-                   AMQP_BASIC_MESSAGE_ID_FLAG;
+    props._flags =
+        AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
     props.content_type = amqp_cstring_bytes("application/json");
     props.delivery_mode = 2; /* persistent */
     props.message_id = amqp_cstring_bytes(mid);

@@ -60,12 +60,12 @@ int sidecar_config_load(struct sidecar_config *cfg, char *err, size_t errlen)
     long prefetch;
     if ((rc = envcfg_long("ASYA_CONCURRENCY", 1, 1, 4096, &cfg->concurrency, err, errlen)) ||
         (rc = envcfg_long("ASYA_RABBITMQ_PREFETCH", 1, 1, 65535, &prefetch, err, errlen)) ||
-        (rc = envcfg_long("ASYA_QUEUE_RETRY_MAX_ATTEMPTS", 10, 1, 1000000,
-                          &cfg->retry_max_attempts, err, errlen)) ||
+        (rc = envcfg_long("ASYA_QUEUE_RETRY_MAX_ATTEMPTS", 10, 1, 1000000, &cfg->retry_max_attempts,
+                          err, errlen)) ||
         (rc = envcfg_long("ASYA_MAX_MESSAGE_BYTES", FRAME_DEFAULT_MAX, 1024, 0x7fffffffL,
                           &cfg->max_message_bytes, err, errlen)) ||
-        (rc = envcfg_long("ASYA_MAX_DELIVERY_ATTEMPTS", 5, 1, 1000000,
-                          &cfg->max_delivery_attempts, err, errlen)))
+        (rc = envcfg_long("ASYA_MAX_DELIVERY_ATTEMPTS", 5, 1, 1000000, &cfg->max_delivery_attempts,
+                          err, errlen)))
         return rc;
     /* Prefetch bounds the messages this sidecar holds: running, waiting for a
      * runtime slot, and published but waiting for the broker's confirms.
@@ -75,26 +75,25 @@ int sidecar_config_load(struct sidecar_config *cfg, char *err, size_t errlen)
     if (cfg->prefetch_auto)
         prefetch = cfg->concurrency * 2 + 2;
     cfg->prefetch = prefetch > cfg->concurrency ? prefetch : cfg->concurrency;
-    cfg->prefetch_max = cfg->prefetch_auto ? (cfg->concurrency * 4 > 256 ? cfg->concurrency * 4
-                                                                          : 256)
-                                           : cfg->prefetch;
+    cfg->prefetch_max = cfg->prefetch_auto
+                            ? (cfg->concurrency * 4 > 256 ? cfg->concurrency * 4 : 256)
+                            : cfg->prefetch;
 
     if ((rc = envcfg_duration("ASYA_RUNTIME_TIMEOUT", "5m", DURATION_NS_PER_MS,
                               &cfg->runtime_timeout_ns, err, errlen)) ||
         (rc = envcfg_duration("ASYA_QUEUE_RETRY_BACKOFF", "1s", DURATION_NS_PER_MS,
                               &cfg->retry_backoff_ns, err, errlen)) ||
-        (rc = envcfg_duration("ASYA_SHUTDOWN_TIMEOUT", "30s", 0, &cfg->shutdown_timeout_ns,
-                              err, errlen)) ||
-        (rc = envcfg_duration("ASYA_BROKER_CONSUMER_TIMEOUT", "30m", 0,
-                              &cfg->consumer_timeout_ns, err, errlen)))
+        (rc = envcfg_duration("ASYA_SHUTDOWN_TIMEOUT", "30s", 0, &cfg->shutdown_timeout_ns, err,
+                              errlen)) ||
+        (rc = envcfg_duration("ASYA_BROKER_CONSUMER_TIMEOUT", "30m", 0, &cfg->consumer_timeout_ns,
+                              err, errlen)))
         return rc;
 
     if ((rc = envcfg_bool("ASYA_IS_END_ACTOR", "ASYA_IS_TERMINAL", false, &cfg->is_end_actor, err,
                           errlen)) ||
-        (rc = envcfg_bool("ASYA_METRICS_ENABLED", NULL, true, &cfg->metrics_enabled, err,
-                          errlen)) ||
-        (rc = envcfg_bool("ASYA_RABBITMQ_TLS_VERIFY", NULL, true, &cfg->tls_verify, err,
-                          errlen)))
+        (rc =
+             envcfg_bool("ASYA_METRICS_ENABLED", NULL, true, &cfg->metrics_enabled, err, errlen)) ||
+        (rc = envcfg_bool("ASYA_RABBITMQ_TLS_VERIFY", NULL, true, &cfg->tls_verify, err, errlen)))
         return rc;
 
     const char *qtype = envcfg_str("ASYA_QUEUE_TYPE", NULL, "classic", NULL);

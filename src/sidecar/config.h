@@ -17,19 +17,19 @@ struct sidecar_config {
     long prefetch_max;        /* upper bound of the adapted prefetch */
     const char *socket_path;  /* ASYA_SOCKET_PATH */
     int64_t runtime_timeout_ns;
-    const char *happy_end; /* ASYA_STEP_HAPPY_END (actor name) */
-    const char *error_end; /* ASYA_STEP_ERROR_END (actor name) */
-    bool is_end_actor;     /* ASYA_IS_END_ACTOR / ASYA_IS_TERMINAL */
-    long concurrency;      /* ASYA_CONCURRENCY */
-    long retry_max_attempts;   /* ASYA_QUEUE_RETRY_MAX_ATTEMPTS: broker reconnects */
-    int64_t retry_backoff_ns;  /* ASYA_QUEUE_RETRY_BACKOFF: first reconnect delay */
-    int64_t shutdown_timeout_ns; /* ASYA_SHUTDOWN_TIMEOUT: SIGTERM grace period */
-    int64_t consumer_timeout_ns; /* ASYA_BROKER_CONSUMER_TIMEOUT: the broker's consumer_timeout */
-    long max_message_bytes;    /* ASYA_MAX_MESSAGE_BYTES */
-    long max_delivery_attempts; /* ASYA_MAX_DELIVERY_ATTEMPTS: then poison_message */
-    bool quorum;                /* ASYA_QUEUE_TYPE=quorum */
-    bool metrics_enabled;       /* ASYA_METRICS_ENABLED */
-    const char *metrics_addr;   /* ASYA_METRICS_ADDR, e.g. ":8080" */
+    const char *happy_end;         /* ASYA_STEP_HAPPY_END (actor name) */
+    const char *error_end;         /* ASYA_STEP_ERROR_END (actor name) */
+    bool is_end_actor;             /* ASYA_IS_END_ACTOR / ASYA_IS_TERMINAL */
+    long concurrency;              /* ASYA_CONCURRENCY */
+    long retry_max_attempts;       /* ASYA_QUEUE_RETRY_MAX_ATTEMPTS: broker reconnects */
+    int64_t retry_backoff_ns;      /* ASYA_QUEUE_RETRY_BACKOFF: first reconnect delay */
+    int64_t shutdown_timeout_ns;   /* ASYA_SHUTDOWN_TIMEOUT: SIGTERM grace period */
+    int64_t consumer_timeout_ns;   /* ASYA_BROKER_CONSUMER_TIMEOUT: the broker's consumer_timeout */
+    long max_message_bytes;        /* ASYA_MAX_MESSAGE_BYTES */
+    long max_delivery_attempts;    /* ASYA_MAX_DELIVERY_ATTEMPTS: then poison_message */
+    bool quorum;                   /* ASYA_QUEUE_TYPE=quorum */
+    bool metrics_enabled;          /* ASYA_METRICS_ENABLED */
+    const char *metrics_addr;      /* ASYA_METRICS_ADDR, e.g. ":8080" */
     const char *metrics_namespace; /* ASYA_METRICS_NAMESPACE */
     const char *cacert;            /* ASYA_RABBITMQ_CACERT for amqps:// (optional) */
     bool tls_verify;               /* ASYA_RABBITMQ_TLS_VERIFY */

@@ -34,9 +34,8 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, char 
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct httpd *d = cls;
     (void)version;
@@ -53,8 +52,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     static char text[] = "text/plain; charset=utf-8";
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         static char msg[] = "method not allowed\n";
-        return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, msg, sizeof msg - 1,
-                     MHD_RESPMEM_PERSISTENT, text);
+        return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, msg, sizeof msg - 1, MHD_RESPMEM_PERSISTENT,
+                     text);
     }
     if (strcmp(url, "/metrics") == 0) {
         size_t len = 0;
@@ -80,8 +79,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         char *body = NULL;
         if (asprintf(&body, "not ready: %s\n", reason) < 0)
             return MHD_NO;
-        return reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, body, strlen(body),
-                     MHD_RESPMEM_MUST_FREE, text);
+        return reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, body, strlen(body), MHD_RESPMEM_MUST_FREE,
+                     text);
     }
     static char nf[] = "not found: try /metrics, /healthz or /readyz\n";
     return reply(conn, MHD_HTTP_NOT_FOUND, nf, sizeof nf - 1, MHD_RESPMEM_PERSISTENT, text);
@@ -162,11 +161,11 @@ struct httpd *httpd_start(struct ev_loop *loop, const char *addr, const struct h
     d->loop = loop;
     d->h = *h;
     d->ctx = ctx;
-    d->daemon = MHD_start_daemon(
-        MHD_USE_EPOLL, ntohs(sa.sin_port), NULL, NULL, on_request, d, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)32768, MHD_OPTION_END);
+    d->daemon =
+        MHD_start_daemon(MHD_USE_EPOLL, ntohs(sa.sin_port), NULL, NULL, on_request, d,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
+                         (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_END);
     if (!d->daemon) {
         snprintf(err, errlen, "ASYA_METRICS_ADDR=%s: cannot listen (port in use?)", addr);
         free(d);

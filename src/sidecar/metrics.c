@@ -4,23 +4,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const double duration_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                         0.25,   0.5,   1,      2.5,   5,    10,    30,    60,
-                                         300};
-static const double size_bounds[] = {256,    1024,    4096,     16384,    65536,
+static const double duration_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                         0.5,    1,     2.5,    5,     10,   30,    60,   300};
+static const double size_bounds[] = {256,    1024,    4096,    16384,    65536,
                                      262144, 1048576, 4194304, 16777216, 67108864};
 
 static const char *const processed_names[PROCESSED_N] = {"success", "empty_response",
                                                          "end_consumed"};
 static const char *const failed_names[FAILED_N] = {
-    "parse_error", "validation_error", "runtime_error",   "timeout",
+    "parse_error",   "validation_error",  "runtime_error",  "timeout",
     "routing_error", "message_too_large", "poison_message", "invalid_runtime_response"};
 static const char *const sent_names[SENT_N] = {"routing", "happy_end", "error_end"};
 static const char *const requeue_names[REQUEUE_N] = {"runtime_unavailable", "runtime_broken",
-                                                     "broker_nack", "shutdown",
-                                                     "redelivered"};
+                                                     "broker_nack", "shutdown", "redelivered"};
 static const char *const runtime_error_names[7] = {
-    "processing_error", "oom_error",        "cuda_oom_error", "timeout_error",
+    "processing_error",  "oom_error",        "cuda_oom_error", "timeout_error",
     "msg_parsing_error", "connection_error", "other"};
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -181,7 +179,8 @@ char *metrics_render(const struct metrics *m, size_t *len)
         }
     }
 
-    header(f, m, "messages_failed_total", "counter", "Messages that ended in error-end, by reason.");
+    header(f, m, "messages_failed_total", "counter",
+           "Messages that ended in error-end, by reason.");
     for (size_t i = 0; i < FAILED_N; i++)
         counter_q(f, m, "messages_failed_total", "reason", failed_names[i], m->failed[i]);
 
@@ -226,8 +225,8 @@ char *metrics_render(const struct metrics *m, size_t *len)
     put_label(f, m->queue);
     fprintf(f, "\"} %d\n", m->ready ? 1 : 0);
 
-    histogram_q(f, m, "processing_duration_seconds",
-                "Time from consuming a message to acking it.", &m->processing, NULL, NULL);
+    histogram_q(f, m, "processing_duration_seconds", "Time from consuming a message to acking it.",
+                &m->processing, NULL, NULL);
     histogram_q(f, m, "runtime_execution_duration_seconds",
                 "Time from sending a request to the runtime to reading its answer.",
                 &m->runtime_exec, NULL, NULL);

@@ -77,12 +77,12 @@ struct metrics {
     int64_t active;
     bool ready;
     char not_ready[128];
-    struct histogram processing;  /* consume -> ack */
+    struct histogram processing;   /* consume -> ack */
     struct histogram runtime_exec; /* request sent -> answer read */
-    struct histogram queue_send;  /* one publish call */
-    struct histogram confirm;     /* publish -> broker confirm of the whole plan */
-    struct histogram size_in;     /* envelope_size_bytes{direction="received"} */
-    struct histogram size_out;    /* envelope_size_bytes{direction="sent"} */
+    struct histogram queue_send;   /* one publish call */
+    struct histogram confirm;      /* publish -> broker confirm of the whole plan */
+    struct histogram size_in;      /* envelope_size_bytes{direction="received"} */
+    struct histogram size_out;     /* envelope_size_bytes{direction="sent"} */
 };
 
 /* Initialise m for queue with metric namespace ns (both copied). */

@@ -301,8 +301,7 @@ int routing_plan_response(const struct routing_names *names, const struct envelo
     plan_init(plan, OUTCOME_SUCCESS, NULL);
     size_t n = json_array_size(resp->results);
     for (size_t i = 0; i < n; i++) {
-        json_t *out = result_envelope(env, json_array_get(resp->results, i), i, n, err,
-                                      sizeof err);
+        json_t *out = result_envelope(env, json_array_get(resp->results, i), i, n, err, sizeof err);
         struct envelope check;
         if (out && envelope_from_json(out, ENVELOPE_ALLOW_FINISHED, &check, err, sizeof err)) {
             json_decref(out);
@@ -310,8 +309,8 @@ int routing_plan_response(const struct routing_names *names, const struct envelo
         }
         if (!out) {
             route_plan_free(plan);
-            return routing_plan_error(names, env, "processing_error", "InvalidRuntimeResponse",
-                                      err, plan);
+            return routing_plan_error(names, env, "processing_error", "InvalidRuntimeResponse", err,
+                                      plan);
         }
         const char *next = envelope_actor(&check, check.current);
         enum publish_kind kind = next ? PUBLISH_ROUTING : PUBLISH_HAPPY_END;

@@ -441,8 +441,8 @@ static void message_requeue(struct sidecar *sc, struct message *m, long attempts
     sc->stats.requeued[why]++;
     m->state = MSG_CONFIRMING;
     m->published_at = ev_time();
-    if (broker_publish_queue(sc->broker, sc->cfg->queue_name, m->body, m->len, attempts, &seq,
-                             err, sizeof err)) {
+    if (broker_publish_queue(sc->broker, sc->cfg->queue_name, m->body, m->len, attempts, &seq, err,
+                             sizeof err)) {
         broker_fail(sc, err);
         return;
     }
@@ -800,11 +800,11 @@ static void message_begin(struct sidecar *sc, struct message *m)
         char idbuf[128];
         log_warn_id(peek_id(m, idbuf, sizeof idbuf), "poison_message: %s", err);
         struct route_plan plan;
-        if (envelope_parse(m->body, m->len, 0, &m->env, err + 0, 0) == 0 ?
-                routing_plan_error(&sc->names, &m->env, "poison_message", "PoisonMessage", err,
-                                   &plan) :
-                routing_plan_malformed(&sc->names, m->body, m->len, "poison_message",
-                                       "PoisonMessage", err, &plan)) {
+        if (envelope_parse(m->body, m->len, 0, &m->env, err + 0, 0) == 0
+                ? routing_plan_error(&sc->names, &m->env, "poison_message", "PoisonMessage", err,
+                                     &plan)
+                : routing_plan_malformed(&sc->names, m->body, m->len, "poison_message",
+                                         "PoisonMessage", err, &plan)) {
             broker_fail(sc, "out of memory");
             return;
         }
@@ -834,8 +834,8 @@ static void message_begin(struct sidecar *sc, struct message *m)
 
     int flags = sc->cfg->is_end_actor ? ENVELOPE_ALLOW_FINISHED : 0;
     if (envelope_parse(m->body, m->len, flags, &m->env, err, sizeof err)) {
-        sc->stats.failed[strncmp(err, "invalid JSON", 12) == 0 ? FAILED_PARSE
-                                                                : FAILED_VALIDATION]++;
+        sc->stats
+            .failed[strncmp(err, "invalid JSON", 12) == 0 ? FAILED_PARSE : FAILED_VALIDATION]++;
         char idbuf[128];
         log_warn_id(peek_id(m, idbuf, sizeof idbuf), "invalid envelope: %s", err);
         if (sc->cfg->is_end_actor) {
@@ -852,8 +852,7 @@ static void message_begin(struct sidecar *sc, struct message *m)
     }
 
     if (m->attempts >= sc->cfg->max_delivery_attempts && !sc->cfg->is_end_actor) {
-        snprintf(err, sizeof err, "delivered %ld times without completing; giving up",
-                 m->attempts);
+        snprintf(err, sizeof err, "delivered %ld times without completing; giving up", m->attempts);
         sc->stats.failed[FAILED_POISON]++;
         message_route_error(sc, m, "poison_message", "PoisonMessage", err);
         return;
@@ -1090,8 +1089,7 @@ static void lost_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct sidecar *sc = ev_userdata(loop);
     (void)w;
     (void)revents;
-    log_error("broker connection lost: %s; unacked messages will be redelivered",
-              sc->broker_error);
+    log_error("broker connection lost: %s; unacked messages will be redelivered", sc->broker_error);
     ev_io_stop(loop, &sc->broker_io);
     drop_all(sc);
     broker_disconnect(sc->broker);
@@ -1243,8 +1241,7 @@ static void rstats_apply(struct sidecar *sc, const char *text, size_t len)
     }
     static const char *const causes[4] = {"crash", "oom_kill", "timeout_kill", "exit"};
     for (int i = 0; i < 4; i++)
-        sc->stats.runtime_restarts[i] =
-            (uint64_t)json_integer_value(json_object_get(r, causes[i]));
+        sc->stats.runtime_restarts[i] = (uint64_t)json_integer_value(json_object_get(r, causes[i]));
     sc->stats.runtime_workers = json_integer_value(json_object_get(o, "workers"));
     sc->stats.runtime_busy = json_integer_value(json_object_get(o, "busy"));
     sc->stats.have_runtime_stats = true;

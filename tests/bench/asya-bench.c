@@ -118,8 +118,8 @@ static int publish(amqp_connection_state_t c, const char *queue, const char *bod
 /* Passive declare: ready message count of a queue. */
 static long queue_count(amqp_connection_state_t c, const char *queue)
 {
-    amqp_queue_declare_ok_t *ok = amqp_queue_declare(c, CH, amqp_cstring_bytes(queue), 1, 0, 0, 0,
-                                                     amqp_empty_table);
+    amqp_queue_declare_ok_t *ok =
+        amqp_queue_declare(c, CH, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
     check_reply(c, "queue.declare passive");
     return ok ? (long)ok->message_count : -1;
 }

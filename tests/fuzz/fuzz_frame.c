@@ -59,8 +59,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             /* A refused reader stays refused and consumes nothing. */
             size_t again = 99;
-            if (off < n && (frame_reader_feed(&r, s + off, n - off, &again) != FRAME_TOO_LARGE ||
-                            again != 0))
+            if (off < n &&
+                (frame_reader_feed(&r, s + off, n - off, &again) != FRAME_TOO_LARGE || again != 0))
                 abort();
             break;
         } else if (st == FRAME_NOMEM) {

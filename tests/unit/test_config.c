@@ -131,13 +131,26 @@ static void test_empty_values_mean_default(void **state)
     (void)state;
     set("ASYA_ACTOR_NAME", "doubler");
     static const char *const vars[] = {
-        "ASYA_RABBITMQ_URL",      "ASYA_RABBITMQ_EXCHANGE",  "ASYA_RABBITMQ_PREFETCH",
-        "ASYA_SOCKET_PATH",       "ASYA_RUNTIME_TIMEOUT",    "ASYA_STEP_HAPPY_END",
-        "ASYA_STEP_ERROR_END",    "ASYA_IS_END_ACTOR",       "ASYA_IS_TERMINAL",
-        "ASYA_METRICS_ENABLED",   "ASYA_METRICS_ADDR",       "ASYA_CONCURRENCY",
-        "ASYA_QUEUE_RETRY_MAX_ATTEMPTS", "ASYA_QUEUE_RETRY_BACKOFF", "ASYA_MAX_MESSAGE_BYTES",
-        "ASYA_LOG_LEVEL",         "ASYA_LOG_FORMAT",         "ASYA_QUEUE_TYPE",
-        "ASYA_QUEUE_PREFIX",      "ASYA_QUEUE_NAME",
+        "ASYA_RABBITMQ_URL",
+        "ASYA_RABBITMQ_EXCHANGE",
+        "ASYA_RABBITMQ_PREFETCH",
+        "ASYA_SOCKET_PATH",
+        "ASYA_RUNTIME_TIMEOUT",
+        "ASYA_STEP_HAPPY_END",
+        "ASYA_STEP_ERROR_END",
+        "ASYA_IS_END_ACTOR",
+        "ASYA_IS_TERMINAL",
+        "ASYA_METRICS_ENABLED",
+        "ASYA_METRICS_ADDR",
+        "ASYA_CONCURRENCY",
+        "ASYA_QUEUE_RETRY_MAX_ATTEMPTS",
+        "ASYA_QUEUE_RETRY_BACKOFF",
+        "ASYA_MAX_MESSAGE_BYTES",
+        "ASYA_LOG_LEVEL",
+        "ASYA_LOG_FORMAT",
+        "ASYA_QUEUE_TYPE",
+        "ASYA_QUEUE_PREFIX",
+        "ASYA_QUEUE_NAME",
     };
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         set(vars[i], "");
@@ -331,9 +344,8 @@ static void test_bool_spellings(void **state)
     static const struct {
         const char *text;
         bool value;
-    } cases[] = {{"true", true}, {"True", true},   {"1", true},    {"yes", true},
-                 {"on", true},   {"false", false}, {"FALSE", false}, {"0", false},
-                 {"no", false},  {"off", false}};
+    } cases[] = {{"true", true},   {"True", true},   {"1", true},  {"yes", true}, {"on", true},
+                 {"false", false}, {"FALSE", false}, {"0", false}, {"no", false}, {"off", false}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct sidecar_config cfg;
         set("ASYA_METRICS_ENABLED", cases[i].text);

@@ -11,11 +11,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#define NS  INT64_C(1)
-#define US  INT64_C(1000)
-#define MS  INT64_C(1000000)
-#define SEC INT64_C(1000000000)
-#define MIN (60 * SEC)
+#define NS   INT64_C(1)
+#define US   INT64_C(1000)
+#define MS   INT64_C(1000000)
+#define SEC  INT64_C(1000000000)
+#define MIN  (60 * SEC)
 #define HOUR (3600 * MIN / 60)
 
 /* Parses text, expecting success and exactly want nanoseconds. */
@@ -24,8 +24,8 @@ static void expect_ok(const char *text, int64_t want)
     int64_t got = -12345;
     int rc = duration_parse(text, &got);
     if (rc != 0 || got != want)
-        fail_msg("duration_parse(\"%s\") = %d, %lld ns; want 0, %lld ns", text, rc,
-                 (long long)got, (long long)want);
+        fail_msg("duration_parse(\"%s\") = %d, %lld ns; want 0, %lld ns", text, rc, (long long)got,
+                 (long long)want);
 }
 
 /* Parses text, expecting the error want_rc and *ns untouched. */
@@ -81,8 +81,8 @@ static void test_zero_forms(void **state)
 static void test_fractions(void **state)
 {
     (void)state;
-    expect_ok("1.s", SEC);       /* Go accepts a trailing dot */
-    expect_ok(".5s", 500 * MS);  /* and a missing integer part */
+    expect_ok("1.s", SEC);      /* Go accepts a trailing dot */
+    expect_ok(".5s", 500 * MS); /* and a missing integer part */
     expect_ok("0.1s", 100 * MS);
     expect_ok("0.3s", 300 * MS);
     expect_ok("1.1ms", MS + 100 * US);
@@ -107,8 +107,8 @@ static void test_fractions_exact(void **state)
         snprintf(buf, sizeof buf, "%d.%03dms", i, i);
         expect_ok(buf, i * MS + i * US);
     }
-    static const int64_t nines[] = {999999999, 123456789, 987654321, 100000001, 854775807,
-                                    555555555, 999999998, 1};
+    static const int64_t nines[] = {999999999, 123456789, 987654321, 100000001,
+                                    854775807, 555555555, 999999998, 1};
     for (size_t i = 0; i < sizeof nines / sizeof nines[0]; i++) {
         snprintf(buf, sizeof buf, "7.%09llds", (long long)nines[i]);
         expect_ok(buf, 7 * SEC + nines[i]);
@@ -141,9 +141,9 @@ static void test_syntax_errors(void **state)
     expect_err("1h-5m", -EINVAL);
     expect_err("1e3s", -EINVAL);
     expect_err("0x10s", -EINVAL);
-    expect_err("\xc2s", -EINVAL);     /* half a micro sign */
-    expect_err("1\xc2", -EINVAL);     /* truncated multibyte unit */
-    expect_err("00", -EINVAL);        /* only exactly "0" may omit the unit */
+    expect_err("\xc2s", -EINVAL); /* half a micro sign */
+    expect_err("1\xc2", -EINVAL); /* truncated multibyte unit */
+    expect_err("00", -EINVAL);    /* only exactly "0" may omit the unit */
 }
 
 static void test_overflow(void **state)
@@ -203,10 +203,9 @@ static void test_format(void **state)
 static void test_format_roundtrip(void **state)
 {
     (void)state;
-    static const int64_t values[] = {1,           999,         1000,       1001,       MS,
-                                     MS + 1,      SEC - 1,     SEC,        SEC + 1,    59 * SEC,
-                                     MIN - 1,     MIN,         HOUR - 1,   HOUR,       HOUR + 1,
-                                     INT64_MAX,   5 * MIN,     123456789012345};
+    static const int64_t values[] = {1,        999,  1000,     1001,      MS,      MS + 1,
+                                     SEC - 1,  SEC,  SEC + 1,  59 * SEC,  MIN - 1, MIN,
+                                     HOUR - 1, HOUR, HOUR + 1, INT64_MAX, 5 * MIN, 123456789012345};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
         char buf[64];
         duration_format(values[i], buf, sizeof buf);
@@ -229,16 +228,11 @@ static void test_format_small_buffer(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_reference_examples),
-        cmocka_unit_test(test_units),
-        cmocka_unit_test(test_zero_forms),
-        cmocka_unit_test(test_fractions),
-        cmocka_unit_test(test_fractions_exact),
-        cmocka_unit_test(test_syntax_errors),
-        cmocka_unit_test(test_overflow),
-        cmocka_unit_test(test_format),
-        cmocka_unit_test(test_format_roundtrip),
-        cmocka_unit_test(test_format_small_buffer),
+        cmocka_unit_test(test_reference_examples), cmocka_unit_test(test_units),
+        cmocka_unit_test(test_zero_forms),         cmocka_unit_test(test_fractions),
+        cmocka_unit_test(test_fractions_exact),    cmocka_unit_test(test_syntax_errors),
+        cmocka_unit_test(test_overflow),           cmocka_unit_test(test_format),
+        cmocka_unit_test(test_format_roundtrip),   cmocka_unit_test(test_format_small_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,10 +69,10 @@ static void test_str(void **state)
 static void test_parse_bool(void **state)
 {
     (void)state;
-    static const char *const yes[] = {"true", "TRUE", "True", "1", "yes", "YES", "on", "On",
-                                      "t",    "T",    "y",    "Y"};
-    static const char *const no[] = {"false", "FALSE", "False", "0", "no", "NO", "off", "OFF",
-                                     "f",     "F",     "n",     "N"};
+    static const char *const yes[] = {"true", "TRUE", "True", "1", "yes", "YES",
+                                      "on",   "On",   "t",    "T", "y",   "Y"};
+    static const char *const no[] = {"false", "FALSE", "False", "0", "no", "NO",
+                                     "off",   "OFF",   "f",     "F", "n",  "N"};
     static const char *const bad[] = {"",    "2",    "-1",     "truee", " true", "true ",
                                       "yep", "nope", "enable", "10",    "00",    "of"};
     for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
@@ -246,8 +246,8 @@ static void test_parse_mode(void **state)
         const char *text;
         int mode;
     } ok[] = {
-        {"0660", 0660}, {"660", 0660},   {"0o660", 0660}, {"0O660", 0660}, {"0600", 0600},
-        {"0", 0},       {"7", 07},       {"777", 0777},   {"0777", 0777},  {"1777", 01777},
+        {"0660", 0660}, {"660", 0660},     {"0o660", 0660}, {"0O660", 0660}, {"0600", 0600},
+        {"0", 0},       {"7", 07},         {"777", 0777},   {"0777", 0777},  {"1777", 01777},
         {"0o0", 0},     {"0o7777", 07777}, {"", -1},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
@@ -259,9 +259,9 @@ static void test_parse_mode(void **state)
     assert_int_equal(envcfg_parse_mode(NULL, &m), 0);
     assert_int_equal(m, -1);
 
-    static const char *const bad[] = {"89",    "8",     "0o",   "o660",  "0x1b6", "-660",
-                                      "+660",  " 0660", "0660 ", "rw-rw", "07777", "00660",
-                                      "0o8",   "0o-1",  "6 6 0", "0o0o6", "66a",   "\xc2\xb5"};
+    static const char *const bad[] = {"89",   "8",     "0o",    "o660",  "0x1b6", "-660",
+                                      "+660", " 0660", "0660 ", "rw-rw", "07777", "00660",
+                                      "0o8",  "0o-1",  "6 6 0", "0o0o6", "66a",   "\xc2\xb5"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         m = 12345;
         if (envcfg_parse_mode(bad[i], &m) != -EINVAL)
@@ -309,7 +309,7 @@ int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, clear_env, clear_env)
     const struct CMUnitTest tests[] = {
-        T(test_str),  T(test_parse_bool), T(test_bool),       T(test_long),
+        T(test_str),      T(test_parse_bool), T(test_bool), T(test_long),
         T(test_duration), T(test_parse_mode), T(test_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -136,8 +136,15 @@ static void test_steps_alias(void **state)
 static void test_payload_any_json(void **state)
 {
     (void)state;
-    static const char *const payloads[] = {"null", "0", "-1.5e3", "\"s\"", "true",
-                                           "false", "[]", "{}", "[null,{\"a\":[]}]",
+    static const char *const payloads[] = {"null",
+                                           "0",
+                                           "-1.5e3",
+                                           "\"s\"",
+                                           "true",
+                                           "false",
+                                           "[]",
+                                           "{}",
+                                           "[null,{\"a\":[]}]",
                                            "\"\\u00e9\\ud83d\\ude80\""};
     for (size_t i = 0; i < sizeof payloads / sizeof payloads[0]; i++) {
         char buf[256];
@@ -169,9 +176,8 @@ static void test_payload_with_nul_char(void **state)
     json_t *s = json_object_get(json_object_get(env.root, "payload"), "s");
     assert_int_equal(json_string_length(s), 3);
     char *out = envelope_dump(env.root, NULL);
-    assert_string_equal(out,
-                        "{\"payload\":{\"s\":\"a\\u0000b\"},\"route\":{\"actors\":[\"a\"],"
-                        "\"current\":0}}");
+    assert_string_equal(out, "{\"payload\":{\"s\":\"a\\u0000b\"},\"route\":{\"actors\":[\"a\"],"
+                             "\"current\":0}}");
     free(out);
     envelope_free(&env);
 }
@@ -364,7 +370,8 @@ static void test_invalid_utf8(void **state)
         "{\"payload\":\"\xff\",\"route\":{\"actors\":[\"a\"],\"current\":0}}",
         "{\"payload\":\"\xc3\",\"route\":{\"actors\":[\"a\"],\"current\":0}}",     /* truncated */
         "{\"payload\":\"\xc0\xaf\",\"route\":{\"actors\":[\"a\"],\"current\":0}}", /* overlong */
-        "{\"payload\":\"\xed\xa0\x80\",\"route\":{\"actors\":[\"a\"],\"current\":0}}", /* surrogate */
+        "{\"payload\":\"\xed\xa0\x80\",\"route\":{\"actors\":[\"a\"],\"current\":0}}", /* surrogate
+                                                                                        */
         "{\"payload\":1,\"route\":{\"actors\":[\"\xfe\"],\"current\":0}}",
         "{\"payload\":\"\\ud800\",\"route\":{\"actors\":[\"a\"],\"current\":0}}", /* lone escape */
         "{\"pay\x80load\":1,\"route\":{\"actors\":[\"a\"],\"current\":0}}",
@@ -372,8 +379,7 @@ static void test_invalid_utf8(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char err[ERRLEN] = "";
         struct envelope env;
-        assert_int_equal(envelope_parse(bad[i], strlen(bad[i]), 0, &env, err, sizeof err),
-                         -EINVAL);
+        assert_int_equal(envelope_parse(bad[i], strlen(bad[i]), 0, &env, err, sizeof err), -EINVAL);
         assert_int_equal(strncmp(err, "invalid JSON at line 1 column ", 30), 0);
         /* The message itself must be clean ASCII so it can go into a JSON error. */
         for (const char *p = err; *p; p++)
@@ -407,8 +413,7 @@ static void test_missing_fields(void **state)
               "envelope has no payload field");
     parse_err("{\"payload\":1}", "envelope has no route field");
     parse_err("{\"payload\":1,\"Route\":{}}", "envelope has no route field");
-    parse_err("{\"payload\":1,\"route\":{\"current\":0}}",
-              "route has no actors (or steps) field");
+    parse_err("{\"payload\":1,\"route\":{\"current\":0}}", "route has no actors (or steps) field");
     parse_err("{\"payload\":1,\"route\":{}}", "route has no actors (or steps) field");
     parse_err("{\"payload\":1,\"route\":{\"actors\":[\"a\"]}}", "route has no current field");
     parse_err("{\"payload\":1,\"route\":{\"steps\":[\"a\"]}}", "route has no current field");
@@ -520,9 +525,10 @@ static void test_error_buffer_edge_cases(void **state)
     assert_int_equal(envelope_parse("{}", 2, 0, &env, small, sizeof small), -EINVAL);
     assert_string_equal(small, "envelop");
     memset(small, 'Z', sizeof small);
-    assert_int_equal(envelope_parse("{\"payload\":1,\"route\":{\"actors\":[\"a\",1],\"current\":0}}",
-                                    52, 0, &env, small, sizeof small),
-                     -EINVAL);
+    assert_int_equal(
+        envelope_parse("{\"payload\":1,\"route\":{\"actors\":[\"a\",1],\"current\":0}}", 52, 0,
+                       &env, small, sizeof small),
+        -EINVAL);
     assert_string_equal(small, "route.a");
 }
 
@@ -576,7 +582,7 @@ static void test_route_prefix_equal(void **state)
     prefix_case(abc1, "{\"steps\":[\"a\",\"b\"],\"current\":0}", 0, true); /* key/current free */
     prefix_case(abc1, "{\"actors\":[\"a\",\"x\",\"c\"],\"current\":1}", 0, false);
     prefix_case(abc1, "{\"actors\":[\"x\",\"b\",\"c\"],\"current\":1}", 0, false);
-    prefix_case(abc1, "{\"actors\":[\"a\"],\"current\":0}", 0, false);      /* too short */
+    prefix_case(abc1, "{\"actors\":[\"a\"],\"current\":0}", 0, false); /* too short */
     prefix_case(abc1, "{\"actors\":[],\"current\":0}", 0, false);
     prefix_case(abc1, "{\"actors\":[\"a\",\"bb\",\"c\"],\"current\":1}", 0, false);
     prefix_case(abc1, "{\"actors\":[\"a\",\"B\",\"c\"],\"current\":1}", 0, false);
@@ -584,10 +590,10 @@ static void test_route_prefix_equal(void **state)
     prefix_case("{\"actors\":[\"a\",\"b\"],\"current\":0}", "{\"actors\":[\"a\"],\"current\":0}", 0,
                 true);
     /* A finished route: every actor is fixed. */
-    prefix_case("{\"actors\":[\"a\",\"b\"],\"current\":2}", "{\"actors\":[\"a\",\"b\"],\"current\":2}",
-                ENVELOPE_ALLOW_FINISHED, true);
-    prefix_case("{\"actors\":[\"a\",\"b\"],\"current\":2}", "{\"actors\":[\"a\",\"c\"],\"current\":2}",
-                ENVELOPE_ALLOW_FINISHED, false);
+    prefix_case("{\"actors\":[\"a\",\"b\"],\"current\":2}",
+                "{\"actors\":[\"a\",\"b\"],\"current\":2}", ENVELOPE_ALLOW_FINISHED, true);
+    prefix_case("{\"actors\":[\"a\",\"b\"],\"current\":2}",
+                "{\"actors\":[\"a\",\"c\"],\"current\":2}", ENVELOPE_ALLOW_FINISHED, false);
     prefix_case("{\"actors\":[],\"current\":0}", "{\"actors\":[],\"current\":0}",
                 ENVELOPE_ALLOW_FINISHED, true);
     prefix_case("{\"actors\":[],\"current\":0}", "{\"actors\":[\"z\"],\"current\":0}",

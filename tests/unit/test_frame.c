@@ -263,8 +263,9 @@ static void test_reader_too_large(void **state)
     frame_reader_init(&r, 10);
     size_t used = 99;
     /* Header announcing 11 bytes, then body bytes that must not be consumed. */
-    assert_int_equal(frame_reader_feed(&r, "\0\0\0\x0b"
-                                           "0123456789A",
+    assert_int_equal(frame_reader_feed(&r,
+                                       "\0\0\0\x0b"
+                                       "0123456789A",
                                        15, &used),
                      FRAME_TOO_LARGE);
     assert_int_equal(used, 4);
@@ -320,15 +321,17 @@ static void test_reader_complete_not_taken(void **state)
     struct frame_reader r;
     frame_reader_init(&r, 8);
     size_t used;
-    assert_int_equal(frame_reader_feed(&r, "\0\0\0\x01"
-                                           "a\0\0\0\x01"
-                                           "b",
+    assert_int_equal(frame_reader_feed(&r,
+                                       "\0\0\0\x01"
+                                       "a\0\0\0\x01"
+                                       "b",
                                        10, &used),
                      FRAME_COMPLETE);
     assert_int_equal(used, 5);
     /* Feeding again before take does not overwrite the ready frame. */
-    assert_int_equal(frame_reader_feed(&r, "\0\0\0\x01"
-                                           "b",
+    assert_int_equal(frame_reader_feed(&r,
+                                       "\0\0\0\x01"
+                                       "b",
                                        5, &used),
                      FRAME_COMPLETE);
     assert_int_equal(used, 0);
@@ -428,8 +431,9 @@ static void test_recv_eof_mid_body(void **state)
     (void)state;
     int sv[2];
     make_pair(sv);
-    assert_int_equal(write(sv[0], "\0\0\0\x0a"
-                                  "abc",
+    assert_int_equal(write(sv[0],
+                           "\0\0\0\x0a"
+                           "abc",
                            7),
                      7);
     close(sv[0]);

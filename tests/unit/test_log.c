@@ -77,9 +77,9 @@ static void test_level_parse(void **state)
         const char *text;
         enum log_level level;
     } ok[] = {
-        {"DEBUG", LOG_LVL_DEBUG},   {"debug", LOG_LVL_DEBUG},     {"Info", LOG_LVL_INFO},
-        {"INFO", LOG_LVL_INFO},     {"WARNING", LOG_LVL_WARNING}, {"warn", LOG_LVL_WARNING},
-        {"WARN", LOG_LVL_WARNING},  {"ERROR", LOG_LVL_ERROR},     {"error", LOG_LVL_ERROR},
+        {"DEBUG", LOG_LVL_DEBUG},    {"debug", LOG_LVL_DEBUG},     {"Info", LOG_LVL_INFO},
+        {"INFO", LOG_LVL_INFO},      {"WARNING", LOG_LVL_WARNING}, {"warn", LOG_LVL_WARNING},
+        {"WARN", LOG_LVL_WARNING},   {"ERROR", LOG_LVL_ERROR},     {"error", LOG_LVL_ERROR},
         {"CRITICAL", LOG_LVL_ERROR}, {"critical", LOG_LVL_ERROR},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
@@ -87,8 +87,8 @@ static void test_level_parse(void **state)
         assert_int_equal(log_level_parse(ok[i].text, &l), 0);
         assert_int_equal(l, ok[i].level);
     }
-    static const char *const bad[] = {"", "TRACE", "INFO ", " INFO", "INF", "WARNINGS", "1",
-                                      "fatal", "dbg"};
+    static const char *const bad[] = {"",         "TRACE", "INFO ", " INFO", "INF",
+                                      "WARNINGS", "1",     "fatal", "dbg"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         enum log_level l = (enum log_level)99;
         if (log_level_parse(bad[i], &l) != -EINVAL)
@@ -185,8 +185,7 @@ static void test_text_format(void **state)
     snprintf(want, sizeof want, "INFO    asya-test[%ld]: hello world 42\n", (long)getpid());
     assert_memory_equal(line1 + 25, want, strlen(want));
     assert_timestamp(line2);
-    snprintf(want, sizeof want, "WARNING asya-test[%ld] actor=echo id=m-1: slow\n",
-             (long)getpid());
+    snprintf(want, sizeof want, "WARNING asya-test[%ld] actor=echo id=m-1: slow\n", (long)getpid());
     assert_memory_equal(line2 + 25, want, strlen(want));
     snprintf(want, sizeof want, "ERROR   asya-test[%ld]: x\n", (long)getpid());
     assert_memory_equal(line3 + 25, want, strlen(want));
@@ -252,8 +251,9 @@ static void test_json_format(void **state)
 {
     (void)state;
     log_setup("asya-runtime", LOG_LVL_DEBUG, true);
-    const char *tricky = "quote \" backslash \\ nl \n tab \t ctl \x01\x1f unicode \xc3\xa9\xf0\x9f\x9a\x80 "
-                         "% percent";
+    const char *tricky =
+        "quote \" backslash \\ nl \n tab \t ctl \x01\x1f unicode \xc3\xa9\xf0\x9f\x9a\x80 "
+        "% percent";
     capture_start();
     log_info("plain");
     log_set_actor("act\"or");
@@ -362,9 +362,9 @@ int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, reset_log, reset_log)
     const struct CMUnitTest tests[] = {
-        T(test_level_parse),   T(test_enabled),       T(test_filtering),
-        T(test_text_format),   T(test_text_one_line), T(test_text_long_line),
-        T(test_json_format),   T(test_json_timestamp), T(test_json_long_fields),
+        T(test_level_parse), T(test_enabled),        T(test_filtering),
+        T(test_text_format), T(test_text_one_line),  T(test_text_long_line),
+        T(test_json_format), T(test_json_timestamp), T(test_json_long_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -76,16 +76,17 @@ static void test_error_invalid_utf8(void **state)
 {
     (void)state;
     size_t len;
-    char *s = protocol_error_text(PROTO_PROCESSING_ERROR, "bad \xff byte", "Type\xc3",
-                                  "tb\xe2\x82", &len);
+    char *s = protocol_error_text(PROTO_PROCESSING_ERROR, "bad \xff byte", "Type\xc3", "tb\xe2\x82",
+                                  &len);
     assert_non_null(s);
     assert_string_equal(s, "[{\"error\":\"processing_error\",\"details\":{\"message\":"
                            "\"bad ? byte\",\"type\":\"Type?\",\"traceback\":\"tb??\"}}]");
     free(s);
     /* Valid sequences next to invalid ones survive; surrogates, overlongs, bytes past
      * U+10FFFF and stray continuation bytes do not. */
-    s = protocol_error_text("e", "\xf0\x9f\x9a\x80\xff\xc3\xa9|\xed\xa0\x80|\xc0\xaf|\xf4\x90\x80\x80|\x80",
-                            NULL, NULL, &len);
+    s = protocol_error_text(
+        "e", "\xf0\x9f\x9a\x80\xff\xc3\xa9|\xed\xa0\x80|\xc0\xaf|\xf4\x90\x80\x80|\x80", NULL, NULL,
+        &len);
     assert_non_null(s);
     assert_string_equal(s, "[{\"error\":\"e\",\"details\":{\"message\":"
                            "\"\xf0\x9f\x9a\x80?\xc3\xa9|???|??|????|?\",\"type\":\"\"}}]");
@@ -238,8 +239,7 @@ static void test_bare_objects(void **state)
     assert_int_equal(json_array_size(r.results), 1);
     json_t *item = json_array_get(r.results, 0);
     assert_int_equal(item->refcount, 1); /* owned by the wrapper only */
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(item, "payload"), "v")),
-                     2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(item, "payload"), "v")), 2);
     protocol_response_free(&r);
 
     parse_ok("{\"error\":\"cuda_oom_error\",\"details\":{\"message\":\"CUDA\"}}", &r);
@@ -288,8 +288,9 @@ static void test_malformed(void **state)
 static void test_invalid_json(void **state)
 {
     (void)state;
-    parse_err_n("", 0, "runtime answered invalid JSON at line 1 column 0: unexpected token near "
-                       "end of file");
+    parse_err_n("", 0,
+                "runtime answered invalid JSON at line 1 column 0: unexpected token near "
+                "end of file");
     parse_err("[{\"payload\":1}", "runtime answered invalid JSON at line 1 column 14: "
                                   "']' expected near end of file");
     parse_err("garbage", "runtime answered invalid JSON at line 1 column 7: invalid token near "

@@ -200,7 +200,7 @@ static void test_runtime_advanced_current_is_kept(void **state)
 /* The error-end body every invalid answer to ENV_ABC(c) produces (minus the message). */
 #define INVALID_ABC(cur)                                                                           \
     "{\"id\":\"m1\",\"route\":{\"actors\":[\"a\",\"b\",\"c\"],\"current\":" #cur "},"              \
-    "\"headers\":{\"trace_id\":\"t-1\"},\"error\":\"processing_error\","                          \
+    "\"headers\":{\"trace_id\":\"t-1\"},\"error\":\"processing_error\","                           \
     "\"payload\":{\"error\":\"processing_error\",\"details\":{\"type\":"                           \
     "\"InvalidRuntimeResponse\",\"actor\":\"doubler\"},\"original_payload\":{\"x\":1}}}"
 
@@ -368,9 +368,10 @@ static void test_fanout_many_ids(void **state)
     for (size_t i = 0; i < 12; i++) {
         char want[512];
         if (i == 0)
-            snprintf(want, sizeof want, "{\"id\":\"m1\",\"route\":{\"actors\":[\"a\",\"b\",\"c\"],"
-                                        "\"current\":2},\"payload\":0,"
-                                        "\"headers\":{\"trace_id\":\"t-1\"}}");
+            snprintf(want, sizeof want,
+                     "{\"id\":\"m1\",\"route\":{\"actors\":[\"a\",\"b\",\"c\"],"
+                     "\"current\":2},\"payload\":0,"
+                     "\"headers\":{\"trace_id\":\"t-1\"}}");
         else
             snprintf(want, sizeof want,
                      "{\"id\":\"m1-%zu\",\"parent_id\":\"m1\",\"route\":{\"actors\":"
@@ -552,8 +553,8 @@ static void test_empty_response_sends_original(void **state)
 /* ---- runtime errors ------------------------------------------------------- */
 
 #define ENV_FULL                                                                                   \
-    "{\"id\":\"e1\",\"parent_id\":\"e0\",\"route\":{\"actors\":[\"doubler\",\"next\"],"          \
-    "\"current\":0},\"headers\":{\"trace_id\":\"abc\",\"n\":[1,2]},"                             \
+    "{\"id\":\"e1\",\"parent_id\":\"e0\",\"route\":{\"actors\":[\"doubler\",\"next\"],"            \
+    "\"current\":0},\"headers\":{\"trace_id\":\"abc\",\"n\":[1,2]},"                               \
     "\"payload\":{\"value\":21,\"nested\":{\"a\":[null,true]}},\"extra\":\"kept\"}"
 
 static void test_runtime_error_envelope(void **state)
@@ -631,26 +632,24 @@ static void test_error_envelope_leaves_inputs_alone(void **state)
     env_load(ENV_FULL, &env);
     json_t *details = json_load_text("{\"message\":\"m\",\"type\":\"T\"}");
     json_t *out = routing_error_envelope(&NAMES, &env, "processing_error", details);
-    assert_json(out,
-                "{\"id\":\"e1\",\"parent_id\":\"e0\",\"route\":{\"actors\":[\"doubler\","
-                "\"next\"],\"current\":0},\"headers\":{\"trace_id\":\"abc\",\"n\":[1,2]},"
-                "\"extra\":\"kept\",\"error\":\"processing_error\","
-                "\"payload\":{\"error\":\"processing_error\",\"details\":{\"message\":\"m\","
-                "\"type\":\"T\",\"actor\":\"doubler\"},"
-                "\"original_payload\":{\"value\":21,\"nested\":{\"a\":[null,true]}}}}");
+    assert_json(out, "{\"id\":\"e1\",\"parent_id\":\"e0\",\"route\":{\"actors\":[\"doubler\","
+                     "\"next\"],\"current\":0},\"headers\":{\"trace_id\":\"abc\",\"n\":[1,2]},"
+                     "\"extra\":\"kept\",\"error\":\"processing_error\","
+                     "\"payload\":{\"error\":\"processing_error\",\"details\":{\"message\":\"m\","
+                     "\"type\":\"T\",\"actor\":\"doubler\"},"
+                     "\"original_payload\":{\"value\":21,\"nested\":{\"a\":[null,true]}}}}");
     /* Neither the caller's details nor the envelope gained anything. */
     assert_json(details, "{\"message\":\"m\",\"type\":\"T\"}");
     assert_json(env.root, ENV_FULL);
     json_decref(out);
 
     out = routing_error_envelope(&NAMES, &env, "timeout_error", NULL);
-    assert_json(out,
-                "{\"id\":\"e1\",\"parent_id\":\"e0\",\"route\":{\"actors\":[\"doubler\","
-                "\"next\"],\"current\":0},\"headers\":{\"trace_id\":\"abc\",\"n\":[1,2]},"
-                "\"extra\":\"kept\",\"error\":\"timeout_error\","
-                "\"payload\":{\"error\":\"timeout_error\",\"details\":{\"message\":\"\","
-                "\"type\":\"\",\"actor\":\"doubler\"},"
-                "\"original_payload\":{\"value\":21,\"nested\":{\"a\":[null,true]}}}}");
+    assert_json(out, "{\"id\":\"e1\",\"parent_id\":\"e0\",\"route\":{\"actors\":[\"doubler\","
+                     "\"next\"],\"current\":0},\"headers\":{\"trace_id\":\"abc\",\"n\":[1,2]},"
+                     "\"extra\":\"kept\",\"error\":\"timeout_error\","
+                     "\"payload\":{\"error\":\"timeout_error\",\"details\":{\"message\":\"\","
+                     "\"type\":\"\",\"actor\":\"doubler\"},"
+                     "\"original_payload\":{\"value\":21,\"nested\":{\"a\":[null,true]}}}}");
     json_decref(out);
     json_decref(details);
     envelope_free(&env);
@@ -680,8 +679,7 @@ static void test_plan_error_timeout(void **state)
     assert_json(env.root, ENV_FULL);
 
     /* NULL type and message are empty strings; custom end-queue names. */
-    const struct routing_names names = {
-        .actor = "x", .happy_end = "done-q", .error_end = "dead-q"};
+    const struct routing_names names = {.actor = "x", .happy_end = "done-q", .error_end = "dead-q"};
     assert_int_equal(routing_plan_error(&names, &env, "connection_error", NULL, NULL, &plan), 0);
     assert_int_equal(plan.count, 1);
     assert_string_equal(plan.error_code, "connection_error");
@@ -699,8 +697,7 @@ static void test_plan_error_timeout(void **state)
 static void test_custom_end_names(void **state)
 {
     (void)state;
-    const struct routing_names names = {
-        .actor = "x", .happy_end = "done-q", .error_end = "dead-q"};
+    const struct routing_names names = {.actor = "x", .happy_end = "done-q", .error_end = "dead-q"};
     struct envelope env;
     struct runtime_response resp;
     struct route_plan plan;
@@ -863,8 +860,11 @@ struct lossy_case {
     size_t out_len;
 };
 
-#define LC(i, o) {i, sizeof i - 1, o, sizeof o - 1}
-#define FFFD     "\xef\xbf\xbd"
+#define LC(i, o)                                                                                   \
+    {                                                                                              \
+        i, sizeof i - 1, o, sizeof o - 1                                                           \
+    }
+#define FFFD "\xef\xbf\xbd"
 
 static void test_lossy_string(void **state)
 {
@@ -904,12 +904,16 @@ static void test_lossy_string(void **state)
         LC("\xfe\xff", FFFD FFFD),
         /* stray continuation bytes */
         LC("\x80", FFFD),
-        LC("a\xbf" "b", "a" FFFD "b"),
+        LC("a\xbf"
+           "b",
+           "a" FFFD "b"),
         /* truncated sequences, at the end and followed by more text */
         LC("\xc3", FFFD),
         LC("\xe2\x82", FFFD FFFD),
         LC("\xf0\x9f\x9a", FFFD FFFD FFFD),
-        LC("\xe2\x82" "A", FFFD FFFD "A"),
+        LC("\xe2\x82"
+           "A",
+           FFFD FFFD "A"),
         LC("\xf0\x9f\x9a\xe2\x82\xac", FFFD FFFD FFFD "\xe2\x82\xac"),
         LC("x\xc3(y", "x" FFFD "(y"),
         /* mixed */

@@ -237,8 +237,7 @@ ASYA_EXPORT int unicode_handler(struct asya_call *call)
     if (st != ASYA_OK)
         return st;
     json_t *langs = json_pack("{s:s, s:s, s:s, s:s}", "chinese", "你好世界", "japanese",
-                              "こんにちは世界", "arabic", "مرحبا بالعالم", "russian",
-                              "Привет мир");
+                              "こんにちは世界", "arabic", "مرحبا بالعالم", "russian", "Привет мир");
     int failed = set_new(in, "message", json_string("处理成功 ✓")) ||
                  set_new(in, "emoji", json_string("🚀🎉🌍")) || set_new(in, "languages", langs);
     return finish(call, in, failed);
@@ -253,10 +252,9 @@ ASYA_EXPORT int null_values_handler(struct asya_call *call)
     int st = input_object(call, &in);
     if (st != ASYA_OK)
         return st;
-    int failed =
-        set_new(in, "null_field", json_null()) ||
-        set_new(in, "list_with_nulls", json_pack("[i, n, i, n, i]", 1, 3, 5)) ||
-        set_new(in, "nested", json_pack("{s:n, s:i}", "value_null", "value_int", 123));
+    int failed = set_new(in, "null_field", json_null()) ||
+                 set_new(in, "list_with_nulls", json_pack("[i, n, i, n, i]", 1, 3, 5)) ||
+                 set_new(in, "nested", json_pack("{s:n, s:i}", "value_null", "value_int", 123));
     return finish(call, in, failed);
 }
 
@@ -344,8 +342,8 @@ ASYA_EXPORT int nested_data_handler(struct asya_call *call)
         }
         next = node;
     }
-    int failed = set_new(in, "nested_depth", json_integer(NESTED_DEPTH)) ||
-                 set_new(in, "structure", next);
+    int failed =
+        set_new(in, "nested_depth", json_integer(NESTED_DEPTH)) || set_new(in, "structure", next);
     return finish(call, in, failed);
 }
 
