@@ -58,7 +58,7 @@ UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: examples examples-rust
 .PHONY: all help demo test test-unit test-runtime test-sidecar test-integration-sidecar asan \
-        test-asan valgrind install clean format format-check
+        test-asan valgrind install clean format format-check lint
 
 all: $(RUNTIME_BIN) $(SIDECAR_BIN) $(INVOKE_BIN) $(SEED_HANDLERS) $(EXAMPLE_HANDLERS) $(FIXTURES) $(UNIT_BINS) \
      examples
@@ -74,6 +74,8 @@ help:
 	@echo "make test-chaos               SIGKILLs and broker restarts under load; every id accounted for"
 	@echo "make asan / test-asan         ASan+UBSan build in build/asan and its tests"
 	@echo "make valgrind                 unit tests under valgrind memcheck"
+	@echo "make format-check / lint      clang-format, cppcheck and clang-tidy"
+	@echo "make clang                    build with clang (-Werror) into build/clang, run unit tests"
 	@echo "make test-handlers            asya-invoke, example handlers, packaging, tutorial"
 	@echo "make install PREFIX=/usr/local"
 	@echo "make deb                      build/asya_<version>_<arch>.deb"
@@ -194,6 +196,12 @@ ASAN_MAKE = $(MAKE) BUILD=build/asan OPT="-O1 -g" \
 asan:
 	$(ASAN_MAKE) all
 
+# The same code through clang at -Werror: everything built, unit tests run.
+.PHONY: clang
+clang:
+	$(MAKE) BUILD=build/clang CC=clang CXX=clang++ all
+	$(MAKE) BUILD=build/clang CC=clang CXX=clang++ test-unit
+
 # The sanitizer build's tests, one suite after the other (never in parallel:
 # they start brokers and time-sensitive processes).
 test-asan: asan
@@ -263,6 +271,19 @@ format:
 format-check:
 	clang-format --dry-run --Werror $(FORMAT_FILES)
 	@echo "format-check: clean"
+
+# ---- lint -----------------------------------------------------------------
+# cppcheck and clang-tidy (.clang-tidy: bugprone-*, clang-analyzer-*) over src/
+# and include/ (headers through the files that include them); any finding fails.
+LINT_SRC   := $(wildcard src/*/*.c)
+LINT_FLAGS := -std=c11 -Iinclude -Isrc/common -Isrc/sidecar -Isrc/runtime -D_GNU_SOURCE \
+              -DASYA_BUILD_VERSION='"$(VERSION)"'
+.PHONY: lint
+lint:
+	cppcheck --enable=warning,portability --error-exitcode=1 --inline-suppr -q \
+	    -Iinclude -Isrc/common -D_GNU_SOURCE src include
+	printf '%s\n' $(LINT_SRC) | xargs -P$$(nproc) -I{} sh -c 'clang-tidy -quiet {} -- $(LINT_FLAGS) 2>/dev/null'
+	@echo "lint: clean"
 
 # ---- fuzzing (libFuzzer) --------------------------------------------------
 # `make fuzz FUZZ_SECONDS=N` builds each parser's target with clang into

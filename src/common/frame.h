@@ -11,7 +11,7 @@
 #define FRAME_HEADER_LEN 4
 
 /* Default ASYA_MAX_MESSAGE_BYTES: 64 MiB. */
-#define FRAME_DEFAULT_MAX (64u * 1024u * 1024u)
+#define FRAME_DEFAULT_MAX ((size_t)64 * 1024 * 1024)
 
 /* Write / read the 4-byte big-endian header. */
 void frame_put_header(unsigned char hdr[FRAME_HEADER_LEN], uint32_t len);

@@ -108,7 +108,7 @@ static size_t text_escape(char *buf, size_t cap, size_t pos, const char *s)
         unsigned char c = (unsigned char)*s;
         if (c == '\n' || c == '\r' || c == '\t') {
             buf[pos++] = '\\';
-            buf[pos++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+            buf[pos++] = (char)(c == '\n' ? 'n' : c == '\r' ? 'r' : 't');
         } else if (c < 0x20 || c == 0x7f) {
             pos += (size_t)snprintf(buf + pos, cap - pos, "\\x%02x", c);
         } else {

@@ -13,9 +13,10 @@ static int fill_addr(struct sockaddr_un *sa, const char *path)
 {
     memset(sa, 0, sizeof *sa);
     sa->sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof sa->sun_path)
+    size_t len = strlen(path);
+    if (len >= sizeof sa->sun_path)
         return -ENAMETOOLONG;
-    strcpy(sa->sun_path, path);
+    memcpy(sa->sun_path, path, len + 1);
     return 0;
 }
 

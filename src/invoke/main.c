@@ -240,7 +240,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 /* Read all of fd into a malloc'd NUL-terminated buffer.  Returns 0 or -errno. */
 static int read_all(int fd, char **out, size_t *out_len)
 {
-    size_t cap = 64 * 1024, len = 0;
+    size_t cap = (size_t)64 * 1024, len = 0;
     char *buf = malloc(cap);
     if (!buf)
         return -ENOMEM;

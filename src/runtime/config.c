@@ -65,7 +65,7 @@ int config_split_handler(const char *spec, char *path, size_t pathlen, char *fun
     }
     memcpy(path, spec, plen);
     path[plen] = '\0';
-    strcpy(func, fn);
+    memcpy(func, fn, strlen(fn) + 1); /* fits: checked against funclen above */
     return 0;
 }
 

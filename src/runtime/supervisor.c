@@ -151,11 +151,12 @@ static const char *signal_name(int sig, char *buf, size_t len)
 static int make_parent_dirs(const char *path, char *err, size_t errlen)
 {
     char dir[PATH_MAX];
-    if (strlen(path) >= sizeof dir) {
+    size_t len = strlen(path);
+    if (len >= sizeof dir) {
         snprintf(err, errlen, "path too long");
         return -ENAMETOOLONG;
     }
-    strcpy(dir, path);
+    memcpy(dir, path, len + 1);
     char *slash = strrchr(dir, '/');
     if (!slash || slash == dir)
         return 0;
@@ -237,8 +238,7 @@ static void set_paused(struct supervisor *sv, bool paused)
                  QUEUE_MAX);
         if (sv->listening)
             ev_io_stop(sv->loop, &sv->accept_io);
-        TAILQ_FOREACH(c, &sv->conns, all)
-        {
+        TAILQ_FOREACH(c, &sv->conns, all) {
             if (c->state == CONN_READING)
                 ev_io_stop(sv->loop, &c->rio);
         }
@@ -246,8 +246,7 @@ static void set_paused(struct supervisor *sv, bool paused)
         log_info("request queue has room again: resuming reads");
         if (sv->listening && !sv->stopping)
             ev_io_start(sv->loop, &sv->accept_io);
-        TAILQ_FOREACH(c, &sv->conns, all)
-        {
+        TAILQ_FOREACH(c, &sv->conns, all) {
             if (c->state == CONN_READING)
                 conn_start_reading(c);
         }
@@ -1020,9 +1019,9 @@ static void check_drained(struct supervisor *sv)
     if (!sv->stopping)
         return;
     if (!sv->workers_stopping) {
-        struct conn *c;
-        TAILQ_FOREACH(c, &sv->conns, all)
-        {
+        /* An explicit walk, not TAILQ_FOREACH: cppcheck cannot see through the
+         * macro and reports c->state as uninitialized. */
+        for (struct conn *c = TAILQ_FIRST(&sv->conns); c; c = TAILQ_NEXT(c, all)) {
             if (c->state != CONN_READING)
                 return; /* still in flight */
         }
@@ -1052,7 +1051,7 @@ static void shutdown_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     size_t n = 0;
     struct conn *c;
     TAILQ_FOREACH(c, &sv->conns, all)
-    n++;
+        n++;
     if (n)
         log_warn("shutdown timeout: abandoning %zu request(s) still in flight", n);
     stop_workers(sv); /* kills busy workers first, so closing conns does not */
@@ -1076,7 +1075,7 @@ static void begin_shutdown(struct supervisor *sv, int exit_code)
     size_t n = 0;
     struct conn *c;
     TAILQ_FOREACH(c, &sv->conns, all)
-    n++;
+        n++;
     log_info("shutting down: finishing %zu request(s) in flight (timeout %.3gs)", n,
              (double)sv->cfg->shutdown_ns / 1e9);
     ev_timer_set(&sv->shutdown_timer, (double)sv->cfg->shutdown_ns / 1e9, 0);

@@ -32,7 +32,7 @@
 #endif
 
 #define TYPE_MAX    128
-#define MESSAGE_MAX (16 * 1024)
+#define MESSAGE_MAX ((size_t)16 * 1024)
 
 /* Last resort when even an error answer cannot be allocated. */
 static const char oom_answer[] =
@@ -519,11 +519,11 @@ static int apply_memory_limit(const struct runtime_config *cfg, char *err, size_
     }
     rlim_t limit = (rlim_t)cfg->memory_mb * 1024 * 1024;
     size_t used = address_space_used();
-    if (used && limit < (rlim_t)used + 8u * 1024 * 1024) {
+    if (used && limit < (rlim_t)used + (rlim_t)8 * 1024 * 1024) {
         snprintf(err, errlen,
                  "ASYA_WORKER_MEMORY_MB=%ld is too small: a worker already uses %zu MiB of "
                  "address space before loading the handler",
-                 cfg->memory_mb, used / (1024 * 1024));
+                 cfg->memory_mb, used / ((size_t)1024 * 1024));
         return -EINVAL;
     }
     struct rlimit rl = {.rlim_cur = limit, .rlim_max = limit};

@@ -62,7 +62,7 @@ int sidecar_config_load(struct sidecar_config *cfg, char *err, size_t errlen)
         (rc = envcfg_long("ASYA_RABBITMQ_PREFETCH", 1, 1, 65535, &prefetch, err, errlen)) ||
         (rc = envcfg_long("ASYA_QUEUE_RETRY_MAX_ATTEMPTS", 10, 1, 1000000, &cfg->retry_max_attempts,
                           err, errlen)) ||
-        (rc = envcfg_long("ASYA_MAX_MESSAGE_BYTES", FRAME_DEFAULT_MAX, 1024, 0x7fffffffL,
+        (rc = envcfg_long("ASYA_MAX_MESSAGE_BYTES", (long)FRAME_DEFAULT_MAX, 1024, 0x7fffffffL,
                           &cfg->max_message_bytes, err, errlen)) ||
         (rc = envcfg_long("ASYA_MAX_DELIVERY_ATTEMPTS", 5, 1, 1000000, &cfg->max_delivery_attempts,
                           err, errlen)))

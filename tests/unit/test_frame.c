@@ -218,7 +218,7 @@ static void test_reader_zero_length(void **state)
     assert_string_equal(b, "");
     free(b);
     /* The next frame in the same buffer is intact. */
-    assert_int_equal(frame_reader_feed(&r, "\0\0\0\0\0\0\0\x01z" + 4, 5, &used), FRAME_COMPLETE);
+    assert_int_equal(frame_reader_feed(&r, &"\0\0\0\0\0\0\0\x01z"[4], 5, &used), FRAME_COMPLETE);
     b = frame_reader_take(&r, NULL);
     assert_string_equal(b, "z");
     free(b);

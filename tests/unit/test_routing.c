@@ -532,8 +532,8 @@ static void test_empty_response_sends_original(void **state)
     static const char *const envs[] = {
         ENV_ABC(0),
         ENV_ABC(2),
-        "{\"route\":{\"steps\":[\"a\"],\"current\":0},\"payload\":[1,{\"n\":null}],"
-        "\"unknown\":true}",
+        ("{\"route\":{\"steps\":[\"a\"],\"current\":0},\"payload\":[1,{\"n\":null}],"
+         "\"unknown\":true}"),
     };
     static const char *const resps[] = {"[]", "null", " [ ] ", "\n null\n"};
     for (size_t e = 0; e < sizeof envs / sizeof envs[0]; e++) {
