@@ -9,6 +9,8 @@ PYTHON     ?= /usr/bin/python3
 
 OPT        ?= -O2 -g
 SAN        ?=
+# --coverage for `make coverage`: the programs and unit tests only, not handler libraries.
+COVERAGE_FLAGS ?=
 WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
               -Wformat=2 -Wvla -Wno-format-nonliteral
 CPPFLAGS   += -Iinclude -Isrc/common -D_GNU_SOURCE -DASYA_BUILD_VERSION='"$(VERSION)"'
@@ -65,7 +67,7 @@ all: $(RUNTIME_BIN) $(SIDECAR_BIN) $(INVOKE_BIN) $(SEED_HANDLERS) $(EXAMPLE_HAND
 
 help:
 	@echo "make                          build everything into $(BUILD)/"
-	@echo "make test                     unit, runtime, sidecar, seed-suite and sanitizer tests"
+	@echo "make test                     format-check, lint, clang build, then every suite below"
 	@echo "make test-unit                cmocka unit tests"
 	@echo "make test-runtime             asya-runtime against real handler libraries"
 	@echo "make test-sidecar             asya-sidecar against a private RabbitMQ"
@@ -75,6 +77,7 @@ help:
 	@echo "make asan / test-asan         ASan+UBSan build in build/asan and its tests"
 	@echo "make valgrind                 unit tests under valgrind memcheck"
 	@echo "make format-check / lint      clang-format, cppcheck and clang-tidy"
+	@echo "make coverage                 line/branch coverage of src/ from all suites (lcov)"
 	@echo "make clang                    build with clang (-Werror) into build/clang, run unit tests"
 	@echo "make test-handlers            asya-invoke, example handlers, packaging, tutorial"
 	@echo "make install PREFIX=/usr/local"
@@ -84,7 +87,7 @@ help:
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(COVERAGE_FLAGS) -c -o $@ $<
 
 $(LIB_COMMON): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
@@ -100,16 +103,16 @@ $(LIB_SIDECAR): $(SIDECAR_OBJ)
 
 $(RUNTIME_BIN): $(BUILD)/obj/src/runtime/main.o $(LIB_RUNTIME) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_RUNTIME)
+	$(CC) $(LDFLAGS) $(COVERAGE_FLAGS) -o $@ $^ $(LIBS_RUNTIME)
 
 $(SIDECAR_BIN): $(BUILD)/obj/src/sidecar/main.o $(LIB_SIDECAR) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_SIDECAR)
+	$(CC) $(LDFLAGS) $(COVERAGE_FLAGS) -o $@ $^ $(LIBS_SIDECAR)
 
 # asya-invoke: one request through a handler, via a private asya-runtime child.
 $(INVOKE_BIN): $(BUILD)/obj/src/invoke/main.o $(LIB_COMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_COMMON)
+	$(CC) $(LDFLAGS) $(COVERAGE_FLAGS) -o $@ $^ $(LIBS_COMMON)
 
 # ---- handler libraries ----------------------------------------------------
 
@@ -160,7 +163,7 @@ $(BUILD)/lib/asya-test/%.so: tests/runtime/fixtures/%.c include/asya/asya.h incl
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_SIDECAR) $(LIB_RUNTIME) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Isrc/sidecar -Isrc/runtime $(CFLAGS) $(LDFLAGS) -o $@ $< \
+	$(CC) $(CPPFLAGS) -Isrc/sidecar -Isrc/runtime $(CFLAGS) $(LDFLAGS) $(COVERAGE_FLAGS) -o $@ $< \
 	    $(LIB_SIDECAR) $(LIB_RUNTIME) $(LIB_COMMON) -lcmocka $(LIBS_SIDECAR) -ldl
 
 test-unit: $(UNIT_BINS)
@@ -196,6 +199,23 @@ ASAN_MAKE = $(MAKE) BUILD=build/asan OPT="-O1 -g" \
 asan:
 	$(ASAN_MAKE) all
 
+# Line and branch coverage of src/ from every functional suite (gcc --coverage,
+# lcov): one summary line per program and build/coverage/coverage/html/.  The
+# suites run one after the other, as in `make test`.
+COV_MAKE = $(MAKE) BUILD=build/coverage OPT="-O1 -g" COVERAGE_FLAGS=--coverage
+COVERAGE_MIN ?= 85
+.PHONY: coverage
+coverage:
+	$(COV_MAKE) all
+	find build/coverage -name '*.gcda' -delete
+	$(COV_MAKE) test-unit
+	$(COV_MAKE) test-runtime
+	$(COV_MAKE) test-handlers
+	$(COV_MAKE) test-sidecar
+	$(COV_MAKE) test-integration-sidecar
+	$(COV_MAKE) test-chaos
+	COVERAGE_MIN=$(COVERAGE_MIN) scripts/coverage-report.sh build/coverage
+
 # The same code through clang at -Werror: everything built, unit tests run.
 .PHONY: clang
 clang:
@@ -217,6 +237,9 @@ valgrind: $(UNIT_BINS)
 
 # Sequential on purpose: the suites start brokers and time-sensitive processes.
 test: all
+	$(MAKE) format-check
+	$(MAKE) lint
+	$(MAKE) clang
 	$(MAKE) test-unit
 	$(MAKE) valgrind
 	$(MAKE) test-runtime
@@ -263,7 +286,8 @@ clean:
 	rm -rf build
 
 # .clang-format holds STYLE.md's settings; format-check fails on any file that differs.
-FORMAT_FILES = $$(git ls-files '*.c' '*.h' '*.cpp')
+FORMAT_FILES = $$(find include src handlers tests \( -name '*.c' -o -name '*.h' -o -name '*.cpp' \) \
+                 -not -path '*/target/*' | sort)
 
 format:
 	clang-format -i $(FORMAT_FILES)
