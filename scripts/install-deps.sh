@@ -4,13 +4,24 @@
 # through sudo when not root.
 set -euo pipefail
 
+# Everything the demo, the tests, the benchmarks and the docs' commands use that a
+# minimal Debian 12 (debootstrap --variant=minbase) lacks.  .ci/run proves the list:
+# it runs the README's commands in such a fresh root (scripts/ci-fresh-root.sh).
 PACKAGES=(
-    build-essential pkg-config
+    # build: the programs, handlers (C, C++) and unit tests
+    build-essential pkg-config g++
     libjansson-dev libev-dev librabbitmq-dev libcmocka-dev libmicrohttpd-dev
-    rabbitmq-server
+    # the Rust example handler (handlers/examples/rust, no outside crates)
+    cargo
+    # tests: private RabbitMQ nodes, waited for over the management API with curl
+    rabbitmq-server curl
     python3 python3-pytest python3-pika python3-requests python3-prometheus-client
-    valgrind clang libclang-rt-14-dev
-    g++ dpkg-dev
+    # make valgrind, make test-asan, make fuzz, make clang; bench's profile (callgrind, pgrep)
+    valgrind clang libclang-rt-14-dev procps
+    # make deb and its tests (dpkg-deb, the man pages read back with man)
+    dpkg-dev man-db
+    # make format-check, make lint, make coverage
+    clang-format clang-tidy cppcheck lcov
 )
 
 missing=()
