@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 void frame_put_header(unsigned char hdr[FRAME_HEADER_LEN], uint32_t len)
 {
@@ -182,4 +183,110 @@ int frame_recv(int fd, size_t max_len, char **body, size_t *len)
     *body = buf;
     *len = n;
     return 0;
+}
+
+/* ---- non-blocking fds ----------------------------------------------------- */
+
+int frame_writer_init(struct frame_writer *w, const void *body, size_t len)
+{
+    memset(w, 0, sizeof *w);
+    if (len > UINT32_MAX) {
+        w->off = FRAME_HEADER_LEN;
+        return -EMSGSIZE;
+    }
+    frame_put_header(w->hdr, (uint32_t)len);
+    w->body = body;
+    w->len = len;
+    return 0;
+}
+
+int frame_writer_done(const struct frame_writer *w)
+{
+    return w->off >= FRAME_HEADER_LEN + w->len;
+}
+
+int frame_writer_write(struct frame_writer *w, int fd)
+{
+    while (!frame_writer_done(w)) {
+        struct iovec iov[2];
+        size_t n = 0;
+        if (w->off < FRAME_HEADER_LEN) {
+            iov[n].iov_base = w->hdr + w->off;
+            iov[n].iov_len = FRAME_HEADER_LEN - w->off;
+            n++;
+            if (w->len) {
+                iov[n].iov_base = (void *)w->body;
+                iov[n].iov_len = w->len;
+                n++;
+            }
+        } else {
+            size_t boff = w->off - FRAME_HEADER_LEN;
+            iov[n].iov_base = (void *)(w->body + boff);
+            iov[n].iov_len = w->len - boff;
+            n++;
+        }
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = n};
+        ssize_t wr = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (wr < 0 && errno == ENOTSOCK)
+            wr = writev(fd, iov, (int)n);
+        if (wr < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return FRAME_IO_AGAIN;
+            return -errno;
+        }
+        w->off += (size_t)wr;
+    }
+    return FRAME_IO_DONE;
+}
+
+/* One read(2) into buf, retrying EINTR.  Returns the byte count (> 0),
+ * FRAME_IO_AGAIN, -EPIPE at end of stream, or a negative errno. */
+static ssize_t read_some(int fd, void *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n = read(fd, buf, len);
+        if (n > 0)
+            return n;
+        if (n == 0)
+            return -EPIPE;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return FRAME_IO_AGAIN;
+        return -errno;
+    }
+}
+
+int frame_reader_read(struct frame_reader *r, int fd)
+{
+    for (;;) {
+        ssize_t n;
+        if (r->hdr_got < FRAME_HEADER_LEN) {
+            n = read_some(fd, r->hdr + r->hdr_got, FRAME_HEADER_LEN - r->hdr_got);
+            if (n <= 0)
+                return n == -EPIPE && r->hdr_got ? -EPROTO : (int)n;
+            r->hdr_got += (size_t)n;
+            continue;
+        }
+        if (!r->body) {
+            r->announced = frame_get_header(r->hdr);
+            if (r->announced > r->max_len)
+                return -EMSGSIZE;
+            r->body_len = r->announced;
+            r->body = malloc(r->body_len + 1);
+            if (!r->body)
+                return -ENOMEM;
+            r->body_got = 0;
+        }
+        if (r->body_got == r->body_len) {
+            r->body[r->body_len] = '\0';
+            return FRAME_IO_DONE;
+        }
+        n = read_some(fd, r->body + r->body_got, r->body_len - r->body_got);
+        if (n <= 0)
+            return n == -EPIPE ? -EPROTO : (int)n;
+        r->body_got += (size_t)n;
+    }
 }

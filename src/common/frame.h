@@ -80,4 +80,54 @@ int frame_send(int fd, const void *body, size_t len) __attribute__((warn_unused_
 int frame_recv(int fd, size_t max_len, char **body, size_t *len)
     __attribute__((warn_unused_result));
 
+/* ---- non-blocking fds --------------------------------------------------------
+ *
+ * frame_writer_write and frame_reader_read move one frame between memory and
+ * a non-blocking fd, a piece at a time: call again when the fd is ready.
+ * Besides a negative errno they return one of these.
+ */
+#define FRAME_IO_AGAIN 0 /* the fd would block: wait until it is ready, then call again */
+#define FRAME_IO_DONE  1 /* the whole frame is written / one whole frame has been read */
+
+/* One outgoing frame: its header and a borrowed body. */
+struct frame_writer {
+    unsigned char hdr[FRAME_HEADER_LEN];
+    const char *body; /* borrowed: must stay valid until the frame is written */
+    size_t len;
+    size_t off; /* header + body bytes written so far */
+};
+
+/*
+ * Prepare w to send body (len bytes, borrowed; NULL is fine when len is 0)
+ * as one frame.  Returns 0, or -EMSGSIZE when len does not fit the 32-bit
+ * header (w is then an empty, finished frame).
+ */
+int frame_writer_init(struct frame_writer *w, const void *body, size_t len)
+    __attribute__((warn_unused_result));
+
+/*
+ * Write what fits of w's frame to fd, resuming where the last call stopped:
+ * header and body go out together (sendmsg with MSG_NOSIGNAL, so a closed
+ * peer is -EPIPE and never SIGPIPE; writev when fd is not a socket).
+ * Retries EINTR.  Returns FRAME_IO_DONE once everything is written,
+ * FRAME_IO_AGAIN when fd is full, or a negative errno.
+ */
+int frame_writer_write(struct frame_writer *w, int fd) __attribute__((warn_unused_result));
+
+/* True once the whole frame has been written. */
+int frame_writer_done(const struct frame_writer *w);
+
+/*
+ * Read from fd into r until one frame is complete, never past its end, so
+ * the bytes of a following frame stay in fd (a peer may pipeline).  The body
+ * is read straight into its buffer.  Retries EINTR.  Returns FRAME_IO_DONE
+ * (take the body with frame_reader_take), FRAME_IO_AGAIN (fd has nothing
+ * more now), -EPIPE at end of stream between frames, -EPROTO at end of
+ * stream inside a frame, -EMSGSIZE when the header announces more than
+ * r->max_len (r->announced holds the length; the reader stays refused),
+ * -ENOMEM when the body cannot be allocated, or a negative errno of read(2)
+ * such as -ECONNRESET.
+ */
+int frame_reader_read(struct frame_reader *r, int fd) __attribute__((warn_unused_result));
+
 #endif /* ASYA_FRAME_H */

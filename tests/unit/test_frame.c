@@ -8,9 +8,11 @@
 #include "frame.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -534,6 +536,280 @@ static void test_bad_fd(void **state)
     assert_null(body);
 }
 
+/* ---- non-blocking writer and reader ---------------------------------------- */
+
+static void make_nb_pair(int sv[2])
+{
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+}
+
+static void test_writer_small_frame(void **state)
+{
+    (void)state;
+    int sv[2];
+    make_nb_pair(sv);
+    struct frame_writer w;
+    assert_int_equal(frame_writer_init(&w, "{\"a\":1}", 7), 0);
+    assert_false(frame_writer_done(&w));
+    assert_int_equal(frame_writer_write(&w, sv[0]), FRAME_IO_DONE);
+    assert_true(frame_writer_done(&w));
+    /* Done stays done: nothing more is written. */
+    assert_int_equal(frame_writer_write(&w, sv[0]), FRAME_IO_DONE);
+    char buf[64];
+    assert_int_equal(read(sv[1], buf, sizeof buf), 11);
+    assert_memory_equal(buf, "\0\0\0\x07{\"a\":1}", 11);
+
+    assert_int_equal(frame_writer_init(&w, NULL, 0), 0); /* empty body */
+    assert_int_equal(frame_writer_write(&w, sv[0]), FRAME_IO_DONE);
+    assert_int_equal(read(sv[1], buf, sizeof buf), 4);
+    assert_memory_equal(buf, "\0\0\0\0", 4);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+static void test_writer_too_large(void **state)
+{
+    (void)state;
+#if SIZE_MAX > UINT32_MAX
+    struct frame_writer w;
+    assert_int_equal(frame_writer_init(&w, "x", (size_t)UINT32_MAX + 1), -EMSGSIZE);
+#endif
+}
+
+/* A frame far larger than a small send buffer: written in many pieces, each
+ * call stopping at EAGAIN, resumed from the same writer; the reader sees
+ * exactly one frame. */
+static void test_writer_partial_writes(void **state)
+{
+    (void)state;
+    int sv[2];
+    make_nb_pair(sv);
+    int small = 4096;
+    assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    size_t big = 1024u * 1024u + 3u;
+    char *msg = malloc(big);
+    assert_non_null(msg);
+    for (size_t i = 0; i < big; i++)
+        msg[i] = (char)('a' + i % 26);
+
+    struct frame_writer w;
+    assert_int_equal(frame_writer_init(&w, msg, big), 0);
+    struct frame_reader r;
+    frame_reader_init(&r, big);
+    int again = 0, reads = 0, wrc = FRAME_IO_AGAIN, rrc = FRAME_IO_AGAIN;
+    size_t last_off = 0;
+    while (wrc != FRAME_IO_DONE || rrc != FRAME_IO_DONE) {
+        if (wrc != FRAME_IO_DONE) {
+            wrc = frame_writer_write(&w, sv[0]);
+            assert_true(wrc == FRAME_IO_DONE || wrc == FRAME_IO_AGAIN);
+            assert_true(w.off >= last_off);
+            last_off = w.off;
+            again += wrc == FRAME_IO_AGAIN;
+        }
+        if (rrc != FRAME_IO_DONE) {
+            rrc = frame_reader_read(&r, sv[1]);
+            assert_true(rrc == FRAME_IO_DONE || rrc == FRAME_IO_AGAIN);
+            reads++;
+        }
+    }
+    assert_true(again > 10); /* it really was written piecewise */
+    assert_true(reads > 10);
+    size_t len = 0;
+    char *body = frame_reader_take(&r, &len);
+    assert_int_equal(len, big);
+    assert_memory_equal(body, msg, big);
+    assert_int_equal(body[big], '\0');
+    free(body);
+    /* Nothing follows. */
+    assert_int_equal(frame_reader_read(&r, sv[1]), FRAME_IO_AGAIN);
+    free(msg);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* A writer resumes exactly where the last call stopped, inside the header or
+ * inside the body (off set as if an earlier call wrote that much).  A pipe is
+ * not a socket: writev. */
+static void test_writer_resumes_at_offset(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    struct frame_writer w;
+    char buf[16];
+    assert_int_equal(frame_writer_init(&w, "xyz", 3), 0);
+    w.off = 2;
+    assert_int_equal(frame_writer_write(&w, p[1]), FRAME_IO_DONE);
+    assert_int_equal(read(p[0], buf, sizeof buf), 5);
+    assert_memory_equal(buf, "\0\x03xyz", 5);
+
+    assert_int_equal(frame_writer_init(&w, "xyz", 3), 0);
+    w.off = 5;
+    assert_int_equal(frame_writer_write(&w, p[1]), FRAME_IO_DONE);
+    assert_int_equal(read(p[0], buf, sizeof buf), 2);
+    assert_memory_equal(buf, "yz", 2);
+
+    /* A full pipe: nothing written, try again later. */
+    int cap = fcntl(p[1], F_GETPIPE_SZ);
+    assert_true(cap > 0);
+    char *fill = calloc(1, (size_t)cap);
+    assert_non_null(fill);
+    assert_int_equal(write(p[1], fill, (size_t)cap), cap);
+    assert_int_equal(frame_writer_init(&w, "xyz", 3), 0);
+    assert_int_equal(frame_writer_write(&w, p[1]), FRAME_IO_AGAIN);
+    assert_int_equal(w.off, 0);
+    assert_int_equal(read(p[0], fill, (size_t)cap), cap);
+    assert_int_equal(frame_writer_write(&w, p[1]), FRAME_IO_DONE);
+    assert_int_equal(read(p[0], buf, sizeof buf), 7);
+    free(fill);
+    close(p[0]);
+    close(p[1]);
+}
+
+static void test_writer_peer_closed(void **state)
+{
+    (void)state;
+    int sv[2];
+    make_nb_pair(sv);
+    close(sv[1]);
+    struct frame_writer w;
+    assert_int_equal(frame_writer_init(&w, "abc", 3), 0);
+    /* MSG_NOSIGNAL: an error code, not a SIGPIPE. */
+    assert_int_equal(frame_writer_write(&w, sv[0]), -EPIPE);
+    assert_int_equal(frame_writer_write(&w, -1), -EBADF);
+    close(sv[0]);
+}
+
+/* The reader stops at the end of a frame: a pipelined second frame stays in
+ * the socket until asked for. */
+static void test_reader_read_stops_at_frame_end(void **state)
+{
+    (void)state;
+    int sv[2];
+    make_nb_pair(sv);
+    assert_int_equal(write(sv[0], "\0\0\0\x03one\0\0\0\x03two", 14), 14);
+    struct frame_reader r;
+    frame_reader_init(&r, 64);
+    assert_int_equal(frame_reader_read(&r, sv[1]), FRAME_IO_DONE);
+    /* Complete and not taken: asking again changes nothing. */
+    assert_int_equal(frame_reader_read(&r, sv[1]), FRAME_IO_DONE);
+    int pending = 0;
+    assert_int_equal(ioctl(sv[1], FIONREAD, &pending), 0);
+    assert_int_equal(pending, 7);
+    size_t len = 0;
+    char *body = frame_reader_take(&r, &len);
+    assert_int_equal(len, 3);
+    assert_string_equal(body, "one");
+    free(body);
+    assert_int_equal(frame_reader_read(&r, sv[1]), FRAME_IO_DONE);
+    body = frame_reader_take(&r, &len);
+    assert_string_equal(body, "two");
+    free(body);
+    assert_int_equal(frame_reader_read(&r, sv[1]), FRAME_IO_AGAIN);
+    assert_false(frame_reader_partial(&r));
+    close(sv[0]);
+    assert_int_equal(frame_reader_read(&r, sv[1]), -EPIPE); /* clean end */
+    close(sv[1]);
+}
+
+static void test_reader_read_in_pieces(void **state)
+{
+    (void)state;
+    int sv[2];
+    make_nb_pair(sv);
+    struct frame_reader r;
+    frame_reader_init(&r, 64);
+    const char frame[] = "\0\0\0\x05hello";
+    for (size_t i = 0; i < 8; i++) {
+        assert_int_equal(write(sv[0], frame + i, 1), 1);
+        assert_int_equal(frame_reader_read(&r, sv[1]), FRAME_IO_AGAIN);
+        assert_true(frame_reader_partial(&r));
+    }
+    assert_int_equal(write(sv[0], frame + 8, 1), 1);
+    assert_int_equal(frame_reader_read(&r, sv[1]), FRAME_IO_DONE);
+    size_t len = 0;
+    char *body = frame_reader_take(&r, &len);
+    assert_string_equal(body, "hello");
+    free(body);
+
+    /* A zero-length frame completes without a body read. */
+    assert_int_equal(write(sv[0], "\0\0\0\0", 4), 4);
+    assert_int_equal(frame_reader_read(&r, sv[1]), FRAME_IO_DONE);
+    body = frame_reader_take(&r, &len);
+    assert_int_equal(len, 0);
+    assert_string_equal(body, "");
+    free(body);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+static void test_reader_read_eof_mid_frame(void **state)
+{
+    (void)state;
+    int sv[2];
+    make_nb_pair(sv);
+    struct frame_reader r;
+    frame_reader_init(&r, 64);
+    assert_int_equal(write(sv[0], "\0\0", 2), 2);
+    close(sv[0]);
+    assert_int_equal(frame_reader_read(&r, sv[1]), -EPROTO); /* inside the header */
+    close(sv[1]);
+    frame_reader_reset(&r);
+
+    make_nb_pair(sv);
+    assert_int_equal(write(sv[0],
+                           "\0\0\0\x0a"
+                           "abc",
+                           7),
+                     7);
+    close(sv[0]);
+    assert_int_equal(frame_reader_read(&r, sv[1]), -EPROTO); /* inside the body */
+    frame_reader_reset(&r);
+    close(sv[1]);
+}
+
+static void test_reader_read_too_large(void **state)
+{
+    (void)state;
+    int sv[2];
+    make_nb_pair(sv);
+    struct frame_reader r;
+    frame_reader_init(&r, 64);
+    assert_int_equal(write(sv[0],
+                           "\xff\xff\xff\xff"
+                           "xx",
+                           6),
+                     6);
+    assert_int_equal(frame_reader_read(&r, sv[1]), -EMSGSIZE);
+    assert_int_equal(r.announced, UINT32_MAX);
+    assert_null(r.body); /* never allocated */
+    /* The reader stays refused; the body bytes are not consumed. */
+    assert_int_equal(frame_reader_read(&r, sv[1]), -EMSGSIZE);
+    int pending = 0;
+    assert_int_equal(ioctl(sv[1], FIONREAD, &pending), 0);
+    assert_int_equal(pending, 2);
+    frame_reader_reset(&r);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* A peer that dies with our bytes unread resets the connection: the reader
+ * reports -ECONNRESET once, then the end of the stream. */
+static void test_reader_read_reset(void **state)
+{
+    (void)state;
+    int sv[2];
+    make_nb_pair(sv);
+    assert_int_equal(write(sv[1], "unread", 6), 6);
+    close(sv[0]);
+    struct frame_reader r;
+    frame_reader_init(&r, 64);
+    assert_int_equal(frame_reader_read(&r, sv[1]), -ECONNRESET);
+    assert_int_equal(frame_reader_read(&r, sv[1]), -EPIPE);
+    assert_int_equal(frame_reader_read(&r, -1), -EBADF);
+    close(sv[1]);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_DFL); /* a missing MSG_NOSIGNAL would kill the test */
@@ -561,6 +837,16 @@ int main(void)
         cmocka_unit_test(test_send_peer_closed),
         cmocka_unit_test(test_send_recv_pipe),
         cmocka_unit_test(test_bad_fd),
+        cmocka_unit_test(test_writer_small_frame),
+        cmocka_unit_test(test_writer_too_large),
+        cmocka_unit_test(test_writer_partial_writes),
+        cmocka_unit_test(test_writer_resumes_at_offset),
+        cmocka_unit_test(test_writer_peer_closed),
+        cmocka_unit_test(test_reader_read_stops_at_frame_end),
+        cmocka_unit_test(test_reader_read_in_pieces),
+        cmocka_unit_test(test_reader_read_eof_mid_frame),
+        cmocka_unit_test(test_reader_read_too_large),
+        cmocka_unit_test(test_reader_read_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
