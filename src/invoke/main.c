@@ -37,6 +37,7 @@
 
 #include "duration.h"
 #include "frame.h"
+#include "procstatus.h"
 #include "protocol.h"
 #include "usock.h"
 
@@ -447,17 +448,6 @@ static bool child_gone(struct child *c)
     return false;
 }
 
-static void describe_status(int status, char *buf, size_t len)
-{
-    if (WIFEXITED(status))
-        snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
-    else if (WIFSIGNALED(status))
-        snprintf(buf, len, "was killed by signal %d (%s)", WTERMSIG(status),
-                 strsignal(WTERMSIG(status)));
-    else
-        snprintf(buf, len, "ended (status 0x%x)", status);
-}
-
 /* The runtime binary: $ASYA_RUNTIME_BIN, else asya-runtime next to us. */
 static int find_runtime(const char *argv0, char *path, size_t len)
 {
@@ -580,7 +570,7 @@ static int child_wait_ready(struct child *c, const struct options *o)
             child_pump(c, true);
             if (!c->error_shown) {
                 char how[128];
-                describe_status(c->status, how, sizeof how);
+                procstatus_describe(c->status, how, sizeof how);
                 fprintf(stderr, PROGRAM ": asya-runtime %s before it was ready\n", how);
             }
             /* A bare library name is searched by dlopen, not in the current
@@ -664,11 +654,10 @@ static enum outcome request(struct child *c, const struct options *o, const char
         snprintf(err, errlen, "cannot connect to the runtime's socket: %s", strerror(-fd));
         return OUT_CLOSED;
     }
-    size_t out_len = 0, out_off = 0;
-    unsigned char *out = frame_encode(req, req_len, &out_len);
-    if (!out) {
+    struct frame_writer out;
+    if (frame_writer_init(&out, req, req_len) != 0) {
         close(fd);
-        snprintf(err, errlen, "cannot frame the request: out of memory or over 4 GiB");
+        snprintf(err, errlen, "cannot frame the request: over 4 GiB");
         return OUT_CLOSED;
     }
     struct frame_reader rd;
@@ -687,12 +676,13 @@ static enum outcome request(struct child *c, const struct options *o, const char
         }
         if (child_gone(c)) {
             char how[128];
-            describe_status(c->status, how, sizeof how);
+            procstatus_describe(c->status, how, sizeof how);
             snprintf(err, errlen, "asya-runtime %s while handling the request", how);
             break;
         }
+        bool sending = !frame_writer_done(&out);
         struct pollfd p[2] = {
-            {.fd = fd, .events = (short)(POLLIN | (out_off < out_len ? POLLOUT : 0))},
+            {.fd = fd, .events = (short)(POLLIN | (sending ? POLLOUT : 0))},
             {.fd = c->log_fd, .events = POLLIN},
         };
         int n = poll(p, c->log_fd >= 0 ? 2 : 1, poll_wait_ms(deadline));
@@ -704,42 +694,33 @@ static enum outcome request(struct child *c, const struct options *o, const char
             continue;
         if (p[1].revents)
             child_pump(c, false);
-        if ((p[0].revents & POLLOUT) && out_off < out_len) {
-            ssize_t w = send(fd, out + out_off, out_len - out_off, MSG_NOSIGNAL);
-            if (w > 0)
-                out_off += (size_t)w;
-            else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+        if ((p[0].revents & POLLOUT) && sending) {
+            int w = frame_writer_write(&out, fd);
+            if (w < 0) {
                 snprintf(err, errlen,
                          "the runtime closed the connection before reading the "
                          "whole request: %s",
-                         strerror(errno));
+                         strerror(-w));
                 break;
             }
         }
         if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-            char buf[65536];
-            ssize_t r = recv(fd, buf, sizeof buf, 0);
-            if (r < 0 && (errno == EAGAIN || errno == EINTR))
+            int r = frame_reader_read(&rd, fd);
+            if (r == FRAME_IO_AGAIN)
                 continue;
-            if (r <= 0) {
-                snprintf(err, errlen, "asya-runtime closed the connection without answering");
-                break;
-            }
-            size_t used = 0;
-            int st = frame_reader_feed(&rd, buf, (size_t)r, &used);
-            if (st == FRAME_COMPLETE) {
+            if (r == FRAME_IO_DONE) {
                 *answer = frame_reader_take(&rd, answer_len);
                 result = OUT_ANSWER;
                 break;
             }
-            if (st == FRAME_NOMEM) {
+            if (r == -ENOMEM)
                 snprintf(err, errlen, "out of memory reading the answer");
-                break;
-            }
+            else
+                snprintf(err, errlen, "asya-runtime closed the connection without answering");
+            break;
         }
     }
     frame_reader_reset(&rd);
-    free(out);
     close(fd);
     return result;
 }
@@ -923,7 +904,7 @@ int main(int argc, char **argv)
      * whatever the handler did, only its worker should have suffered. */
     if (c.started && !(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0)) {
         char how[128];
-        describe_status(c.status, how, sizeof how);
+        procstatus_describe(c.status, how, sizeof how);
         fprintf(stderr, PROGRAM ": warning: asya-runtime %s while stopping\n", how);
     }
     child_cleanup_dir(&c);
