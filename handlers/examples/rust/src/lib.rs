@@ -31,7 +31,9 @@
 
 mod json;
 
-use std::ffi::{c_char, c_int, c_void, CString};
+// std::os::raw, not std::ffi: Debian 12's rustc (1.63) has the C types only there.
+use std::ffi::CString;
+use std::os::raw::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use json::Value;
