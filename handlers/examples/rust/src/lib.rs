@@ -63,8 +63,9 @@ unsafe impl Sync for AsyaMagic {}
 static MAGIC: AsyaMagic = AsyaMagic {
     size: std::mem::size_of::<AsyaMagic>() as u32,
     abi_major: ASYA_ABI_MAJOR,
-    name: c"rust_shout".as_ptr(),
-    version: c"1.0".as_ptr(),
+    // NUL-terminated byte strings (c"..." literals need a newer rustc than Debian 12's).
+    name: b"rust_shout\0".as_ptr() as *const c_char,
+    version: b"1.0\0".as_ptr() as *const c_char,
 };
 
 /// `struct asya_call`: owned by the runtime, valid only during the call.
