@@ -1,0 +1,493 @@
+#include "pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "frame.h"
+#include "log.h"
+#include "procstatus.h"
+#include "reap.h"
+#include "usock.h"
+#include "worker.h"
+
+#define ANSWER_SLACK  65536 /* worker answers may exceed the limit by an error text */
+#define EARLY_DEATH_S 1.0   /* a worker dying this soon after start counts as failing */
+#define WORKER_STOP_S 5.0   /* grace for workers to run asya_fini before SIGKILL */
+
+enum worker_state {
+    W_OFF,      /* no process (restart pending, or stopped) */
+    W_STARTING, /* process started, waiting for its ready frame */
+    W_IDLE,
+    W_BUSY,
+    W_STOPPING, /* channel closed, waiting for exit */
+};
+
+struct worker {
+    ev_io rio;
+    ev_io wio;
+    ev_child child;
+    ev_timer restart;
+    struct pool *pool;
+    int slot;
+    pid_t pid;
+    int fd; /* owned: supervisor end of the channel, -1 when none */
+    enum worker_state state;
+    struct frame_reader rd;
+    struct frame_writer wr; /* the request being sent; its body is the owner's */
+    void *owner;            /* while W_BUSY; NULL once its client went away */
+    bool killed_by_us;      /* SIGKILLed because its client left: no answer owed */
+    bool bad_answer;        /* killed because its answer broke the protocol */
+    bool fatal_reported;    /* it sent a fatal start-up line */
+    int early_deaths;       /* consecutive deaths soon after start */
+    ev_tstamp started;
+};
+
+struct pool {
+    struct ev_loop *loop;             /* borrowed */
+    const struct runtime_config *cfg; /* borrowed */
+    const char *exe;                  /* borrowed */
+    const struct pool_events *ev;     /* borrowed */
+    void *ctx;
+    struct worker *workers; /* owned, n of them */
+    size_t n;
+    bool stopped;
+    bool all_ready; /* all_ready was reported */
+    ev_timer stop_timer;
+    unsigned long restarts[POOL_CAUSES];
+};
+
+static void worker_spawn(struct worker *w);
+
+/* ---- the channel ---------------------------------------------------------- */
+
+/* The first frame of a worker: ready or fatal. */
+static void worker_control(struct worker *w, const char *body, size_t len)
+{
+    struct pool *p = w->pool;
+    json_t *o = json_loadb(body, len, 0, NULL);
+    const char *kind = json_string_value(json_object_get(o, WORKER_MSG_KEY));
+    const char *msg = json_string_value(json_object_get(o, "message"));
+    if (kind && strcmp(kind, WORKER_MSG_READY) == 0) {
+        w->state = W_IDLE;
+        w->early_deaths = 0;
+        const char *mod = json_string_value(json_object_get(o, "module"));
+        const char *ver = json_string_value(json_object_get(o, "version"));
+        log_debug("worker %ld ready (slot %d, module %s %s)", (long)w->pid, w->slot,
+                  mod ? mod : "-", ver ? ver : "");
+        json_decref(o);
+        if (!p->all_ready) {
+            size_t ready = 0;
+            for (size_t i = 0; i < p->n; i++)
+                ready += p->workers[i].state == W_IDLE;
+            if (ready == p->n) {
+                p->all_ready = true;
+                p->ev->all_ready(p->ctx);
+            }
+        }
+        p->ev->idle(p->ctx);
+        return;
+    }
+    w->fatal_reported = true;
+    pid_t pid = w->pid;
+    p->ev->start_failed(p->ctx, (long)pid,
+                        msg ? msg : "worker sent an unreadable start-up message");
+    json_decref(o);
+    kill(pid, SIGKILL);
+}
+
+/* An answer from a busy worker.  Takes ownership of body. */
+static void worker_answer(struct worker *w, char *body, size_t len)
+{
+    struct pool *p = w->pool;
+    void *owner = w->owner;
+    w->owner = NULL;
+    w->state = W_IDLE;
+    ev_io_stop(p->loop, &w->wio);
+    if (owner)
+        p->ev->answer(p->ctx, owner, body, len);
+    else
+        free(body);
+    p->ev->idle(p->ctx);
+}
+
+static void worker_protocol_error(struct worker *w, const char *what)
+{
+    log_error("worker %ld broke the channel protocol (%s): killing it", (long)w->pid, what);
+    w->bad_answer = true;
+    ev_io_stop(w->pool->loop, &w->rio);
+    kill(w->pid, SIGKILL);
+}
+
+/* Reads from the worker's channel.  Returns 1 when a frame was handled (call
+ * again for more), 0 when there is nothing more now, -1 at the end of the
+ * stream or on an error (the exit status tells the rest). */
+static int worker_read(struct worker *w)
+{
+    int rc = frame_reader_read(&w->rd, w->fd);
+    if (rc == FRAME_IO_AGAIN)
+        return 0;
+    if (rc == -EMSGSIZE || rc == -ENOMEM) {
+        worker_protocol_error(w, rc == -EMSGSIZE ? "answer too large" : "out of memory");
+        return -1;
+    }
+    if (rc < 0)
+        return -1;
+    size_t len;
+    char *body = frame_reader_take(&w->rd, &len);
+    if (w->state == W_STARTING) {
+        worker_control(w, body, len);
+        free(body);
+    } else if (w->state == W_BUSY) {
+        worker_answer(w, body, len);
+    } else {
+        free(body);
+        worker_protocol_error(w, "unexpected frame");
+        return -1;
+    }
+    return w->fd >= 0 && w->state != W_OFF ? 1 : -1;
+}
+
+static void worker_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct worker *w = io->data;
+    (void)revents;
+    if (worker_read(w) < 0)
+        ev_io_stop(loop, &w->rio);
+}
+
+static void worker_write_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct worker *w = io->data;
+    (void)revents;
+    if (w->state != W_BUSY || !w->owner) {
+        ev_io_stop(loop, io);
+        return;
+    }
+    if (frame_writer_write(&w->wr, w->fd) != FRAME_IO_AGAIN)
+        ev_io_stop(loop, io); /* done, or the worker is dying */
+}
+
+/* ---- deaths --------------------------------------------------------------- */
+
+static void worker_restart_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = t->data;
+    (void)loop;
+    (void)revents;
+    if (!w->pool->stopped)
+        worker_spawn(w);
+}
+
+static void schedule_restart(struct worker *w, bool early)
+{
+    double delay = early ? reap_backoff(++w->early_deaths) : 0;
+    if (delay <= 0) {
+        worker_spawn(w);
+        return;
+    }
+    log_warn("worker slot %d keeps failing: restarting it in %.1fs", w->slot, delay);
+    ev_timer_set(&w->restart, delay, 0);
+    ev_timer_start(w->pool->loop, &w->restart);
+}
+
+static void count_restart(struct pool *p, const struct worker *w, enum worker_state was, int status)
+{
+    if (p->stopped || was == W_STOPPING)
+        return;
+    enum pool_cause cause;
+    if (was == W_BUSY && w->killed_by_us)
+        cause = POOL_CAUSE_TIMEOUT_KILL; /* its client gave up (the sidecar's timeout) */
+    else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+        cause = POOL_CAUSE_OOM_KILL;
+    else if (WIFSIGNALED(status))
+        cause = POOL_CAUSE_CRASH;
+    else
+        cause = POOL_CAUSE_EXIT;
+    p->restarts[cause]++;
+}
+
+static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
+{
+    struct worker *w = ch->data;
+    struct pool *p = w->pool;
+    int status = ch->rstatus;
+    (void)revents;
+    ev_child_stop(loop, ch);
+
+    /* An answer may still sit in the channel: deliver it before judging. */
+    while (w->fd >= 0 && (w->state == W_BUSY || w->state == W_STARTING) && worker_read(w) > 0)
+        ;
+
+    enum worker_state was = w->state;
+    void *owner = w->owner;
+    ev_io_stop(loop, &w->rio);
+    ev_io_stop(loop, &w->wio);
+    if (w->fd >= 0)
+        close(w->fd);
+    w->fd = -1;
+    frame_reader_reset(&w->rd);
+    w->state = W_OFF;
+    w->owner = NULL;
+
+    char how[128];
+    procstatus_describe(status, how, sizeof how);
+    pid_t pid = w->pid;
+    count_restart(p, w, was, status);
+    if (was == W_BUSY && owner) {
+        log_warn("worker %ld %s while handling a request; replacing it", (long)pid, how);
+        size_t len = 0;
+        char *text = reap_error_answer((long)pid, p->cfg->handler, status, w->bad_answer, &len);
+        p->ev->answer(p->ctx, owner, text, len);
+    } else if (was == W_BUSY && w->killed_by_us) {
+        if (p->stopped)
+            log_debug("worker %ld killed during shutdown", (long)pid);
+        else
+            log_info("worker %ld stopped after its client disconnected; replacing it", (long)pid);
+    } else if (was == W_STARTING) {
+        if (!w->fatal_reported) {
+            char line[PATH_MAX + 256];
+            snprintf(line, sizeof line, "ASYA_HANDLER=%s: worker %s while loading the handler",
+                     p->cfg->handler, how);
+            p->ev->start_failed(p->ctx, (long)pid, line);
+        }
+    } else if (was == W_STOPPING) {
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+            log_warn("worker %ld %s while stopping", (long)pid, how);
+        else
+            log_debug("worker %ld stopped", (long)pid);
+    } else {
+        log_warn("worker %ld %s while idle; replacing it", (long)pid, how);
+    }
+    bool early = was == W_STARTING || (was == W_IDLE && ev_now(loop) - w->started < EARLY_DEATH_S);
+    w->killed_by_us = w->bad_answer = w->fatal_reported = false;
+    w->pid = 0;
+
+    /* While draining, a replacement is still needed for queued requests. */
+    if (p->stopped || !p->ev->need_worker(p->ctx)) {
+        p->ev->exited(p->ctx);
+        return;
+    }
+    schedule_restart(w, early);
+}
+
+/* ---- starting ------------------------------------------------------------- */
+
+static void worker_spawn(struct worker *w)
+{
+    struct pool *p = w->pool;
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
+        log_error("cannot start worker: socketpair: %s", strerror(errno));
+        schedule_restart(w, true);
+        return;
+    }
+    pid_t parent = getpid();
+    char *const argv[] = {(char *)"asya-runtime", (char *)WORKER_ARG, NULL};
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("cannot start worker: fork: %s", strerror(errno));
+        close(sp[0]);
+        close(sp[1]);
+        schedule_restart(w, true);
+        return;
+    }
+    if (pid == 0) {
+        /* Child: only async-signal-safe calls until exec. */
+        sigset_t all;
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
+        if (sp[1] == WORKER_CHANNEL_FD) {
+            int fl = fcntl(sp[1], F_GETFD);
+            fcntl(sp[1], F_SETFD, fl & ~FD_CLOEXEC);
+        } else if (dup2(sp[1], WORKER_CHANNEL_FD) < 0) {
+            _exit(127);
+        }
+        execv(p->exe, argv);
+        _exit(127);
+    }
+    close(sp[1]);
+    if (usock_set_nonblock(sp[0], 1) != 0)
+        log_warn("worker channel: cannot make it non-blocking");
+    w->pid = pid;
+    w->fd = sp[0];
+    w->state = W_STARTING;
+    w->started = ev_now(p->loop);
+    w->owner = NULL;
+    w->killed_by_us = w->bad_answer = w->fatal_reported = false;
+    frame_reader_init(&w->rd, p->cfg->max_message + ANSWER_SLACK);
+    ev_child_set(&w->child, pid, 0);
+    ev_child_start(p->loop, &w->child);
+    ev_io_set(&w->rio, w->fd, EV_READ);
+    ev_io_set(&w->wio, w->fd, EV_WRITE);
+    ev_io_start(p->loop, &w->rio);
+    log_debug("started worker %ld (slot %d)", (long)pid, w->slot);
+}
+
+static void stop_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct pool *p = t->data;
+    (void)loop;
+    (void)revents;
+    for (size_t i = 0; i < p->n; i++) {
+        struct worker *w = &p->workers[i];
+        if (w->pid > 0) {
+            log_warn("worker %ld did not stop in time: killing it", (long)w->pid);
+            kill(w->pid, SIGKILL);
+        }
+    }
+}
+
+/* ---- the pool ------------------------------------------------------------- */
+
+struct pool *pool_new(struct ev_loop *loop, const struct runtime_config *cfg, const char *exe,
+                      const struct pool_events *ev, void *ctx)
+{
+    struct pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->n = (size_t)cfg->workers;
+    p->workers = calloc(p->n, sizeof *p->workers);
+    if (!p->workers) {
+        free(p);
+        return NULL;
+    }
+    p->loop = loop;
+    p->cfg = cfg;
+    p->exe = exe;
+    p->ev = ev;
+    p->ctx = ctx;
+    ev_timer_init(&p->stop_timer, stop_timer_cb, 0, 0);
+    p->stop_timer.data = p;
+    for (size_t i = 0; i < p->n; i++) {
+        struct worker *w = &p->workers[i];
+        w->pool = p;
+        w->slot = (int)i;
+        w->fd = -1;
+        ev_io_init(&w->rio, worker_read_cb, -1, EV_READ);
+        w->rio.data = w;
+        ev_io_init(&w->wio, worker_write_cb, -1, EV_WRITE);
+        w->wio.data = w;
+        ev_child_init(&w->child, worker_child_cb, 0, 0);
+        w->child.data = w;
+        ev_timer_init(&w->restart, worker_restart_cb, 0, 0);
+        w->restart.data = w;
+    }
+    return p;
+}
+
+void pool_start(struct pool *p)
+{
+    for (size_t i = 0; i < p->n && !p->stopped; i++)
+        worker_spawn(&p->workers[i]);
+}
+
+void pool_free(struct pool *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++) {
+        struct worker *w = &p->workers[i];
+        if (w->fd >= 0)
+            close(w->fd);
+        frame_reader_reset(&w->rd);
+    }
+    free(p->workers);
+    free(p);
+}
+
+struct worker *pool_submit(struct pool *p, const char *body, size_t len, void *owner)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        struct worker *w = &p->workers[i];
+        if (w->state != W_IDLE || frame_writer_init(&w->wr, body, len) != 0)
+            continue;
+        w->owner = owner;
+        w->state = W_BUSY;
+        if (frame_writer_write(&w->wr, w->fd) == FRAME_IO_AGAIN)
+            ev_io_start(p->loop, &w->wio);
+        /* An error: the worker is dying; its exit answers the request. */
+        return w;
+    }
+    return NULL;
+}
+
+void pool_abandon(struct pool *p, struct worker *w)
+{
+    w->owner = NULL;
+    ev_io_stop(p->loop, &w->wio); /* the request body was the owner's */
+    if (w->killed_by_us)
+        return;
+    w->killed_by_us = true;
+    log_warn("client disconnected while worker %ld was handling its request: killing the worker",
+             (long)w->pid);
+    kill(w->pid, SIGKILL);
+}
+
+void pool_stop(struct pool *p)
+{
+    if (p->stopped)
+        return;
+    p->stopped = true;
+    for (size_t i = 0; i < p->n; i++) {
+        struct worker *w = &p->workers[i];
+        ev_timer_stop(p->loop, &w->restart);
+        if (w->pid <= 0)
+            continue;
+        if (w->state == W_BUSY || w->state == W_STARTING) {
+            w->killed_by_us = true;
+            kill(w->pid, SIGKILL);
+        }
+        if (w->state == W_IDLE)
+            w->state = W_STOPPING;
+        ev_io_stop(p->loop, &w->rio);
+        ev_io_stop(p->loop, &w->wio);
+        if (w->fd >= 0) {
+            close(w->fd);
+            w->fd = -1;
+        }
+    }
+    ev_timer_set(&p->stop_timer, WORKER_STOP_S, 0);
+    ev_timer_start(p->loop, &p->stop_timer);
+}
+
+bool pool_alive(const struct pool *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (p->workers[i].pid > 0)
+            return true;
+    return false;
+}
+
+size_t pool_size(const struct pool *p)
+{
+    return p->n;
+}
+
+void pool_count(const struct pool *p, size_t *idle, size_t *busy)
+{
+    *idle = *busy = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        *idle += p->workers[i].state == W_IDLE;
+        *busy += p->workers[i].state == W_BUSY;
+    }
+}
+
+unsigned long pool_restarts(const struct pool *p, enum pool_cause cause)
+{
+    return cause < POOL_CAUSES ? p->restarts[cause] : 0;
+}
