@@ -1,0 +1,91 @@
+/*
+ * msgpool.h - the sidecar's consumed messages: a fixed pool (no allocation
+ * per message beyond growing a body buffer), the FIFO of messages waiting for
+ * a runtime slot, and ack batching.
+ *
+ * Owns every struct message and its body buffer, the waiting FIFO and the
+ * batch of delivery tags settled in this loop iteration.  Does no I/O: the
+ * caller sends the acks that msgpool_flush_acks() computes.
+ */
+#ifndef ASYA_MSGPOOL_H
+#define ASYA_MSGPOOL_H
+
+#include "envelope.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum msg_state {
+    MSG_FREE = 0,
+    MSG_WAITING,    /* consumed, waiting for a free runtime slot */
+    MSG_RUNTIME,    /* a slot is running it (or it is being admitted) */
+    MSG_CONFIRMING, /* published; waiting for confirms, then ack */
+};
+
+struct message {
+    enum msg_state state;
+    unsigned index;
+    struct message *next; /* waiting FIFO / free list */
+    uint64_t tag;         /* delivery tag */
+    long attempts;        /* earlier failed attempts (x-asya-attempts / x-delivery-count) */
+    bool redelivered;     /* the broker's redelivered flag */
+    bool counted;         /* the broker counts redeliveries itself (quorum queues) */
+    char *body;           /* copy of the body; buffer kept for the next message */
+    size_t len, cap;
+    struct envelope env; /* parsed body; empty when it did not parse */
+    size_t unconfirmed;  /* publishes not yet confirmed (or parked, not yet sent) */
+    bool nacked;         /* the broker refused one of them */
+    bool returned;       /* one of them was unroutable */
+    bool error_routed;   /* already sent a routing_error to error-end */
+    bool copy_published; /* a requeue copy of it went out (never reject it then) */
+    char refused[256];   /* why a destination refused one of its results ("" if none) */
+    double started, published_at;
+};
+
+struct msgpool {
+    struct message *msgs; /* n messages */
+    unsigned n;
+    unsigned active; /* not free */
+    struct message *free_list;
+    struct message *wait_head, *wait_tail; /* FIFO of MSG_WAITING */
+    uint64_t *acks;                        /* tags settled this iteration (at most n) */
+    size_t nacks;
+};
+
+/* Allocate n messages.  Returns 0 or -ENOMEM (pool left empty). */
+int msgpool_init(struct msgpool *p, unsigned n) __attribute__((warn_unused_result));
+
+/* Free every message and buffer.  Fine on a zeroed pool. */
+void msgpool_free(struct msgpool *p);
+
+/*
+ * Take a free message and copy body into it.  Returns NULL when the pool is
+ * empty or the buffer cannot grow (*nomem tells which).  The message is
+ * MSG_RUNTIME with the delivery fields zeroed; the caller fills them.
+ */
+struct message *msgpool_take(struct msgpool *p, const char *body, size_t len, bool *nomem);
+
+/* Give message m back (its envelope freed, a large buffer released). */
+void msgpool_release(struct msgpool *p, struct message *m);
+
+/* Release every message in use (a lost connection: the broker redelivers). */
+void msgpool_release_all(struct msgpool *p);
+
+void msgpool_wait_push(struct msgpool *p, struct message *m);
+/* The first waiting message, or NULL. */
+struct message *msgpool_wait_pop(struct msgpool *p);
+
+/* Settle m with an ack, sent by the next msgpool_flush_acks. */
+void msgpool_ack(struct msgpool *p, const struct message *m);
+
+/*
+ * Compute the batched acks: *upto is the highest settled tag below the lowest
+ * tag still in use (one multiple=true ack covers it, 0 when none); tags above
+ * it were settled out of order and are passed to single(ctx, tag) one by one.
+ * Returns the OR of single's results; the batch is empty afterwards.
+ */
+int msgpool_flush_acks(struct msgpool *p, uint64_t *upto, int (*single)(void *ctx, uint64_t tag),
+                       void *ctx);
+
+#endif /* ASYA_MSGPOOL_H */

@@ -1,0 +1,151 @@
+#include "rtstats.h"
+
+#include "frame.h"
+#include "log.h"
+#include "protocol.h"
+#include "usock.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define RTSTATS_TIMEOUT_S 2.0
+
+struct rtstats {
+    ev_io io; /* first member: the callback casts back */
+    ev_timer every;
+    ev_timer timeout;
+    struct ev_loop *loop;
+    const char *socket_path;
+    struct metrics *stats;
+    int fd;
+    bool unsupported;
+    struct frame_reader in;
+};
+
+static void rtstats_close(struct rtstats *r)
+{
+    ev_io_stop(r->loop, &r->io);
+    ev_timer_stop(r->loop, &r->timeout);
+    if (r->fd >= 0)
+        close(r->fd);
+    r->fd = -1;
+    frame_reader_reset(&r->in);
+}
+
+static void rtstats_apply(struct rtstats *r, const char *text, size_t len)
+{
+    json_t *o = json_loadb(text, len, 0, NULL);
+    json_t *restarts = json_object_get(o, "worker_restarts");
+    if (!json_is_object(o) || !json_is_object(restarts)) {
+        /* The reference runtime answers an error array: stop asking. */
+        r->unsupported = true;
+        log_info("the runtime does not report worker stats; metrics without them");
+        json_decref(o);
+        return;
+    }
+    static const char *const causes[4] = {"crash", "oom_kill", "timeout_kill", "exit"};
+    for (int i = 0; i < 4; i++)
+        r->stats->runtime_restarts[i] =
+            (uint64_t)json_integer_value(json_object_get(restarts, causes[i]));
+    r->stats->runtime_workers = json_integer_value(json_object_get(o, "workers"));
+    r->stats->runtime_busy = json_integer_value(json_object_get(o, "busy"));
+    r->stats->have_runtime_stats = true;
+    json_decref(o);
+}
+
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct rtstats *r = (struct rtstats *)w;
+    (void)loop;
+    (void)revents;
+    char buf[4096];
+    ssize_t n = read(r->fd, buf, sizeof buf);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        rtstats_close(r);
+        return;
+    }
+    size_t used;
+    int st = frame_reader_feed(&r->in, buf, (size_t)n, &used);
+    if (st == FRAME_INCOMPLETE)
+        return;
+    if (st == FRAME_COMPLETE) {
+        size_t len;
+        char *text = frame_reader_take(&r->in, &len);
+        rtstats_apply(r, text, len);
+        free(text);
+    }
+    rtstats_close(r);
+}
+
+static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    rtstats_close((struct rtstats *)((char *)w - offsetof(struct rtstats, timeout)));
+}
+
+static void every_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct rtstats *r = (struct rtstats *)((char *)w - offsetof(struct rtstats, every));
+    (void)revents;
+    if (r->unsupported || r->fd >= 0)
+        return;
+    int fd = usock_connect(r->socket_path, 1);
+    if (fd < 0)
+        return;
+    static const char req[] = PROTO_CONTROL_STATS;
+    unsigned char frame[FRAME_HEADER_LEN + sizeof req];
+    frame_put_header(frame, (uint32_t)(sizeof req - 1));
+    memcpy(frame + FRAME_HEADER_LEN, req, sizeof req - 1);
+    /* A fresh unix socket takes a few bytes without blocking. */
+    if (send(fd, frame, FRAME_HEADER_LEN + sizeof req - 1, MSG_NOSIGNAL | MSG_DONTWAIT) !=
+        (ssize_t)(FRAME_HEADER_LEN + sizeof req - 1)) {
+        close(fd);
+        return;
+    }
+    r->fd = fd;
+    frame_reader_init(&r->in, 1 << 16);
+    ev_io_set(&r->io, fd, EV_READ);
+    ev_io_start(loop, &r->io);
+    ev_timer_set(&r->timeout, RTSTATS_TIMEOUT_S, 0.);
+    ev_timer_start(loop, &r->timeout);
+}
+
+struct rtstats *rtstats_new(struct ev_loop *loop, const char *socket_path, double interval_s,
+                            struct metrics *stats)
+{
+    struct rtstats *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->loop = loop;
+    r->socket_path = socket_path;
+    r->stats = stats;
+    r->fd = -1;
+    ev_io_init(&r->io, io_cb, -1, EV_READ);
+    /* The first request comes early, so /metrics has the workers soon. */
+    ev_timer_init(&r->every, every_cb, 0.5, interval_s);
+    ev_timer_init(&r->timeout, timeout_cb, RTSTATS_TIMEOUT_S, 0.);
+    frame_reader_init(&r->in, 1 << 16);
+    return r;
+}
+
+void rtstats_start(struct rtstats *r)
+{
+    ev_timer_start(r->loop, &r->every);
+}
+
+void rtstats_free(struct rtstats *r)
+{
+    if (!r)
+        return;
+    rtstats_close(r);
+    ev_timer_stop(r->loop, &r->every);
+    free(r);
+}
