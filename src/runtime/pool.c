@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <linux/sockios.h>
 
 #include "frame.h"
 #include "log.h"
@@ -25,6 +27,7 @@
 #define ANSWER_SLACK  65536 /* worker answers may exceed the limit by an error text */
 #define EARLY_DEATH_S 1.0   /* a worker dying this soon after start counts as failing */
 #define WORKER_STOP_S 5.0   /* grace for workers to run asya_fini before SIGKILL */
+#define BROKEN_S      5.0   /* grace for a worker whose channel broke to exit by itself */
 
 enum worker_state {
     W_OFF,      /* no process (restart pending, or stopped) */
@@ -32,6 +35,7 @@ enum worker_state {
     W_IDLE,
     W_BUSY,
     W_STOPPING, /* channel closed, waiting for exit */
+    W_BROKEN,   /* its channel broke before a request could be sent: waiting for exit */
 };
 
 struct worker {
@@ -39,6 +43,7 @@ struct worker {
     ev_io wio;
     ev_child child;
     ev_timer restart;
+    ev_timer grace; /* W_BROKEN: kills it if it does not exit by itself */
     struct pool *pool;
     int slot;
     pid_t pid;
@@ -50,6 +55,8 @@ struct worker {
     bool killed_by_us;      /* SIGKILLed because its client left: no answer owed */
     bool bad_answer;        /* killed because its answer broke the protocol */
     bool fatal_reported;    /* it sent a fatal start-up line */
+    bool reset;             /* the channel was reset: the worker died with input unread */
+    bool exited;            /* being reaped: never idle again, whatever it says */
     int early_deaths;       /* consecutive deaths soon after start */
     ev_tstamp started;
 };
@@ -119,7 +126,8 @@ static void worker_answer(struct worker *w, char *body, size_t len)
         p->ev->answer(p->ctx, owner, body, len);
     else
         free(body);
-    p->ev->idle(p->ctx);
+    if (!w->exited)
+        p->ev->idle(p->ctx);
 }
 
 static void worker_protocol_error(struct worker *w, const char *what)
@@ -138,6 +146,8 @@ static int worker_read(struct worker *w)
     int rc = frame_reader_read(&w->rd, w->fd);
     if (rc == FRAME_IO_AGAIN)
         return 0;
+    if (rc == -ECONNRESET)
+        w->reset = true;
     if (rc == -EMSGSIZE || rc == -ENOMEM) {
         worker_protocol_error(w, rc == -EMSGSIZE ? "answer too large" : "out of memory");
         return -1;
@@ -218,6 +228,23 @@ static void count_restart(struct pool *p, const struct worker *w, enum worker_st
     p->restarts[cause]++;
 }
 
+/*
+ * Whether busy worker w, now dead, had taken its request: the whole request
+ * was written and the worker read all of it.  Bytes it never read either
+ * still sit in its socket (SIOCOUTQ, when a child of the worker keeps the
+ * socket open) or were dropped with it, which resets our end (ECONNRESET).
+ * Call before closing w->fd.
+ */
+static bool request_taken(const struct worker *w)
+{
+    int unread = 0;
+    if (w->bad_answer)
+        return true; /* it answered, badly */
+    if (ioctl(w->fd, SIOCOUTQ, &unread) != 0)
+        unread = 0;
+    return reap_taken(frame_writer_done(&w->wr), w->reset, unread);
+}
+
 static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
 {
     struct worker *w = ch->data;
@@ -225,6 +252,8 @@ static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
     int status = ch->rstatus;
     (void)revents;
     ev_child_stop(loop, ch);
+    ev_timer_stop(loop, &w->grace);
+    w->exited = true;
 
     /* An answer may still sit in the channel: deliver it before judging. */
     while (w->fd >= 0 && (w->state == W_BUSY || w->state == W_STARTING) && worker_read(w) > 0)
@@ -232,6 +261,7 @@ static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
 
     enum worker_state was = w->state;
     void *owner = w->owner;
+    bool taken = was == W_BUSY && w->fd >= 0 ? request_taken(w) : true;
     ev_io_stop(loop, &w->rio);
     ev_io_stop(loop, &w->wio);
     if (w->fd >= 0)
@@ -246,10 +276,16 @@ static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
     pid_t pid = w->pid;
     count_restart(p, w, was, status);
     if (was == W_BUSY && owner) {
-        log_warn("worker %ld %s while handling a request; replacing it", (long)pid, how);
         size_t len = 0;
-        char *text = reap_error_answer((long)pid, p->cfg->handler, status, w->bad_answer, &len);
-        p->ev->answer(p->ctx, owner, text, len);
+        char *text =
+            reap_error_answer((long)pid, p->cfg->handler, status, w->bad_answer, taken, &len);
+        if (taken) {
+            log_warn("worker %ld %s while handling a request; replacing it", (long)pid, how);
+            p->ev->answer(p->ctx, owner, text, len);
+        } else {
+            log_warn("worker %ld %s before it took its request; replacing it", (long)pid, how);
+            p->ev->returned(p->ctx, owner, text, len);
+        }
     } else if (was == W_BUSY && w->killed_by_us) {
         if (p->stopped)
             log_debug("worker %ld killed during shutdown", (long)pid);
@@ -267,11 +303,13 @@ static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
             log_warn("worker %ld %s while stopping", (long)pid, how);
         else
             log_debug("worker %ld stopped", (long)pid);
+    } else if (was == W_BROKEN) {
+        log_warn("worker %ld %s after its channel closed; replacing it", (long)pid, how);
     } else {
         log_warn("worker %ld %s while idle; replacing it", (long)pid, how);
     }
     bool early = was == W_STARTING || (was == W_IDLE && ev_now(loop) - w->started < EARLY_DEATH_S);
-    w->killed_by_us = w->bad_answer = w->fatal_reported = false;
+    w->killed_by_us = w->bad_answer = w->fatal_reported = w->reset = w->exited = false;
     w->pid = 0;
 
     /* While draining, a replacement is still needed for queued requests. */
@@ -328,7 +366,7 @@ static void worker_spawn(struct worker *w)
     w->state = W_STARTING;
     w->started = ev_now(p->loop);
     w->owner = NULL;
-    w->killed_by_us = w->bad_answer = w->fatal_reported = false;
+    w->killed_by_us = w->bad_answer = w->fatal_reported = w->reset = w->exited = false;
     frame_reader_init(&w->rd, p->cfg->max_message + ANSWER_SLACK);
     ev_child_set(&w->child, pid, 0);
     ev_child_start(p->loop, &w->child);
@@ -350,6 +388,31 @@ static void stop_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
             kill(w->pid, SIGKILL);
         }
     }
+}
+
+static void grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = t->data;
+    (void)loop;
+    (void)revents;
+    if (w->state == W_BROKEN && w->pid > 0) {
+        log_warn("worker %ld lost its channel and did not exit: killing it", (long)w->pid);
+        kill(w->pid, SIGKILL);
+    }
+}
+
+/* w's channel broke while it was idle (it is ending, or it closed its end):
+ * it gets no more requests and is replaced once it exits. */
+static void worker_broken(struct worker *w, int err)
+{
+    struct pool *p = w->pool;
+    log_debug("worker %ld: channel closed (%s); waiting for it to exit", (long)w->pid,
+              strerror(-err));
+    w->state = W_BROKEN;
+    w->owner = NULL;
+    ev_io_stop(p->loop, &w->wio);
+    ev_timer_set(&w->grace, BROKEN_S, 0);
+    ev_timer_start(p->loop, &w->grace);
 }
 
 /* ---- the pool ------------------------------------------------------------- */
@@ -386,6 +449,8 @@ struct pool *pool_new(struct ev_loop *loop, const struct runtime_config *cfg, co
         w->child.data = w;
         ev_timer_init(&w->restart, worker_restart_cb, 0, 0);
         w->restart.data = w;
+        ev_timer_init(&w->grace, grace_cb, 0, 0);
+        w->grace.data = w;
     }
     return p;
 }
@@ -414,14 +479,19 @@ struct worker *pool_submit(struct pool *p, const char *body, size_t len, void *o
 {
     for (size_t i = 0; i < p->n; i++) {
         struct worker *w = &p->workers[i];
-        if (w->state != W_IDLE || frame_writer_init(&w->wr, body, len) != 0)
+        if (w->state != W_IDLE || w->exited || frame_writer_init(&w->wr, body, len) != 0)
             continue;
         w->owner = owner;
         w->state = W_BUSY;
-        if (frame_writer_write(&w->wr, w->fd) == FRAME_IO_AGAIN)
+        w->reset = false;
+        int rc = frame_writer_write(&w->wr, w->fd);
+        if (rc == FRAME_IO_AGAIN)
             ev_io_start(p->loop, &w->wio);
-        /* An error: the worker is dying; its exit answers the request. */
-        return w;
+        if (rc >= 0 || w->wr.off > 0)
+            return w; /* sent, or partly: if it dies now its death tells */
+        /* Nothing could be sent: the worker is gone or going.  The request
+         * was never its, so it goes to the next idle worker. */
+        worker_broken(w, rc);
     }
     return NULL;
 }
@@ -446,6 +516,7 @@ void pool_stop(struct pool *p)
     for (size_t i = 0; i < p->n; i++) {
         struct worker *w = &p->workers[i];
         ev_timer_stop(p->loop, &w->restart);
+        ev_timer_stop(p->loop, &w->grace);
         if (w->pid <= 0)
             continue;
         if (w->state == W_BUSY || w->state == W_STARTING) {

@@ -8,8 +8,10 @@
  *
  * A request is lent to an idle worker with pool_submit; what becomes of it
  * comes back through pool_events: an answer (the worker's, or an error
- * answer for a worker that died running it).  Handler code never runs in
- * the supervisor, so nothing a handler does can take it down.
+ * answer for a worker that died running it), or the request itself when the
+ * worker ended before taking it.  A worker's death is charged only to the
+ * request that worker was running.  Handler code never runs in the
+ * supervisor, so nothing a handler does can take it down.
  */
 #ifndef ASYA_POOL_H
 #define ASYA_POOL_H
@@ -45,6 +47,13 @@ struct pool_events {
      * (len bytes); body is NULL when not even an error answer could be built.
      */
     void (*answer)(void *ctx, void *owner, char *body, size_t len);
+    /*
+     * The worker the request of owner was lent to ended before it read all
+     * of it, so no handler code ran for it: the owner lends it again
+     * (pool_submit), or answers with text, the error answer the worker's
+     * end would otherwise earn (takes ownership; NULL when out of memory).
+     */
+    void (*returned)(void *ctx, void *owner, char *text, size_t len);
     /* Worker pid failed to start; line says why. */
     void (*start_failed)(void *ctx, long pid, const char *line);
     /* Whether a worker that died must be replaced now (false while draining
@@ -70,9 +79,10 @@ void pool_start(struct pool *p);
 void pool_free(struct pool *p);
 
 /*
- * Lend the request body (len bytes, borrowed until its answer comes back or
- * pool_abandon) to an idle worker; owner is passed back with the answer.
- * Returns the worker, or NULL when none is idle.
+ * Lend the request body (len bytes, borrowed until its answer comes back,
+ * it is returned, or pool_abandon) to an idle worker; owner is passed back
+ * with the answer.  A worker whose channel is found closed is skipped (it is
+ * replaced once it exits).  Returns the worker, or NULL when none is idle.
  */
 struct worker *pool_submit(struct pool *p, const char *body, size_t len, void *owner);
 

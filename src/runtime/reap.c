@@ -19,11 +19,18 @@ double reap_backoff(int early_deaths)
     return delay > REAP_BACKOFF_MAX_S ? REAP_BACKOFF_MAX_S : delay;
 }
 
-char *reap_error_answer(long pid, const char *handler, int status, bool bad_answer, size_t *len)
+bool reap_taken(bool written, bool reset, int unread)
+{
+    return written && !reset && unread <= 0;
+}
+
+char *reap_error_answer(long pid, const char *handler, int status, bool bad_answer, bool taken,
+                        size_t *len)
 {
     char msg[512], tb[PATH_MAX + 128], name[32];
     const char *code = PROTO_PROCESSING_ERROR;
     const char *type;
+    const char *when = taken ? "while handling the request" : "before it read the request";
     snprintf(tb, sizeof tb, "worker process %ld running handler %s", pid, handler);
     if (bad_answer) {
         type = "WorkerProtocolError";
@@ -32,19 +39,17 @@ char *reap_error_answer(long pid, const char *handler, int status, bool bad_answ
         code = PROTO_OOM_ERROR;
         type = "MemoryError";
         snprintf(msg, sizeof msg,
-                 "worker process %ld was killed by SIGKILL while handling the request (likely "
-                 "out of memory: kernel or cgroup OOM killer)",
-                 pid);
+                 "worker process %ld was killed by SIGKILL %s (likely out of memory: kernel or "
+                 "cgroup OOM killer)",
+                 pid, when);
     } else if (WIFSIGNALED(status)) {
         type = procstatus_signame(WTERMSIG(status), name, sizeof name);
-        snprintf(msg, sizeof msg,
-                 "worker process %ld was killed by signal %s (%s) while handling the request", pid,
-                 type, strsignal(WTERMSIG(status)));
+        snprintf(msg, sizeof msg, "worker process %ld was killed by signal %s (%s) %s", pid, type,
+                 strsignal(WTERMSIG(status)), when);
     } else {
         type = "WorkerExit";
-        snprintf(msg, sizeof msg,
-                 "worker process %ld exited with status %d while handling the request", pid,
-                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        snprintf(msg, sizeof msg, "worker process %ld exited with status %d %s", pid,
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1, when);
     }
     return protocol_error_text(code, msg, type, tb, len);
 }

@@ -18,7 +18,8 @@
 #include "pool.h"
 #include "protocol.h"
 
-#define QUEUE_MAX 1024 /* queued requests before clients stop being read */
+#define QUEUE_MAX  1024 /* queued requests before clients stop being read */
+#define RETURN_MAX 3    /* workers in a row that may end before taking one request */
 
 struct supervisor {
     struct ev_loop *loop;
@@ -54,10 +55,14 @@ static void set_paused(struct supervisor *sv, bool paused)
     conn_pause(&sv->conns, paused);
 }
 
-static void queue_push(struct supervisor *sv, struct conn *c)
+/* Queues c's request, last; at_head: first (it had been lent already). */
+static void queue_push(struct supervisor *sv, struct conn *c, bool at_head)
 {
     c->queued = true;
-    TAILQ_INSERT_TAIL(&sv->queue, c, queue);
+    if (at_head)
+        TAILQ_INSERT_HEAD(&sv->queue, c, queue);
+    else
+        TAILQ_INSERT_TAIL(&sv->queue, c, queue);
     sv->queued++;
     if (sv->queued >= QUEUE_MAX)
         set_paused(sv, true);
@@ -118,7 +123,8 @@ static void on_request(void *ctx, struct conn *c)
         conn_send_answer(c, text, len);
         return;
     }
-    queue_push(sv, c);
+    c->returns = 0;
+    queue_push(sv, c, false);
     dispatch(sv);
 }
 
@@ -194,6 +200,25 @@ static void on_answer(void *ctx, void *owner, char *body, size_t len)
     conn_send_answer(c, body, len);
 }
 
+static void on_returned(void *ctx, void *owner, char *text, size_t len)
+{
+    struct supervisor *sv = ctx;
+    struct conn *c = owner;
+    c->worker = NULL;
+    if (++c->returns >= RETURN_MAX) {
+        /* The request itself may be what stops workers from taking it. */
+        log_warn("%u workers in a row ended before taking a request: answering it with an error",
+                 c->returns);
+        conn_send_answer(c, text, len);
+        return;
+    }
+    free(text);
+    /* Never the worker's: it waits for the next live worker, first in line. */
+    queue_push(sv, c, true);
+    if (!sv->workers_stopping)
+        dispatch(sv);
+}
+
 static void on_start_failed(void *ctx, long pid, const char *line)
 {
     struct supervisor *sv = ctx;
@@ -220,6 +245,7 @@ static const struct pool_events pool_events = {
     .all_ready = on_all_ready,
     .idle = on_idle,
     .answer = on_answer,
+    .returned = on_returned,
     .start_failed = on_start_failed,
     .need_worker = on_need_worker,
     .exited = on_exited,

@@ -30,11 +30,11 @@ static void test_backoff(void **state)
 
 /* Checks the error answer for a worker that ended with status: its code, type,
  * and that its message contains text_in_message. */
-static void check_answer(int status, bool bad_answer, const char *code, const char *type,
-                         const char *text_in_message)
+static void check_answer(int status, bool bad_answer, bool taken, const char *code,
+                         const char *type, const char *text_in_message)
 {
     size_t len = 0;
-    char *text = reap_error_answer(42, "/x.so:f", status, bad_answer, &len);
+    char *text = reap_error_answer(42, "/x.so:f", status, bad_answer, taken, &len);
     assert_non_null(text);
     assert_int_equal(strlen(text), len);
     json_t *a = json_loads(text, 0, NULL);
@@ -54,13 +54,32 @@ static void check_answer(int status, bool bad_answer, const char *code, const ch
 static void test_error_answer(void **state)
 {
     (void)state;
-    check_answer(SIGNALED(SIGSEGV), false, "processing_error", "SIGSEGV",
-                 "worker process 42 was killed by signal SIGSEGV (Segmentation fault)");
-    check_answer(SIGNALED(SIGKILL), false, "oom_error", "MemoryError", "likely out of memory");
-    check_answer(EXITED(3), false, "processing_error", "WorkerExit", "exited with status 3");
+    check_answer(SIGNALED(SIGSEGV), false, true, "processing_error", "SIGSEGV",
+                 "worker process 42 was killed by signal SIGSEGV (Segmentation fault) while "
+                 "handling the request");
+    check_answer(SIGNALED(SIGKILL), false, true, "oom_error", "MemoryError",
+                 "killed by SIGKILL while handling the request (likely out of memory");
+    check_answer(EXITED(3), false, true, "processing_error", "WorkerExit",
+                 "exited with status 3 while handling the request");
+    check_answer(EXITED(3), false, false, "processing_error", "WorkerExit",
+                 "exited with status 3 before it read the request");
     /* A protocol breach wins over how it then died. */
-    check_answer(SIGNALED(SIGKILL), true, "processing_error", "WorkerProtocolError",
+    check_answer(SIGNALED(SIGKILL), true, true, "processing_error", "WorkerProtocolError",
                  "invalid or oversized answer");
+}
+
+static void test_taken(void **state)
+{
+    (void)state;
+    /* Written whole and read whole: the handler may have run it. */
+    assert_true(reap_taken(true, false, 0));
+    /* Not all of it was sent. */
+    assert_false(reap_taken(false, false, 0));
+    /* The worker's socket went away with bytes unread. */
+    assert_false(reap_taken(true, true, 0));
+    /* Bytes still queued to a socket a child of the worker holds open. */
+    assert_false(reap_taken(true, false, 768));
+    assert_false(reap_taken(false, true, 768));
 }
 
 int main(void)
@@ -68,6 +87,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_error_answer),
+        cmocka_unit_test(test_taken),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

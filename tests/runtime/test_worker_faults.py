@@ -1,0 +1,93 @@
+"""asya-runtime: one bad message harms only itself (issue 13).  A worker's
+death is charged only to the request it was running; the supervisor's own
+kills are told from OOM kills; handler subprocesses get default signal
+dispositions; a full queue is back-pressure, not an outage."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import ASAN, BIN, HANDLERS, Client, envelope, lib, pid_state, wait_for
+
+
+def H(fn):
+    return "%s:%s" % (HANDLERS, fn)
+
+
+def error_of(answer):
+    assert isinstance(answer, list) and len(answer) == 1, answer
+    assert set(answer[0]) == {"error", "details"}, answer
+    return answer[0]["error"], answer[0]["details"]
+
+
+def W(fn):
+    return "%s:%s" % (lib("rt_worker"), fn)
+
+
+def probe(rt):
+    """The runtime's control "stats" answer, through asya-runtime --probe."""
+    out = subprocess.run([BIN, "--probe", rt.socket], capture_output=True, text=True,
+                         timeout=10)
+    assert out.returncode == 0, out
+    return json.loads(out.stdout)
+
+
+def send_queued(rt, first, rest):
+    """Sends first on one connection and, once it runs, each of rest on its own
+    connection (they queue behind it on a single worker).  Returns the clients."""
+    clients = [rt.client()]
+    clients[0].send(envelope(first))
+    time.sleep(0.15)
+    for payload in rest:
+        c = rt.client()
+        c.send(envelope(payload))
+        clients.append(c)
+    return clients
+
+
+@pytest.mark.parametrize("after", ["shut", "die", "die_hold"])
+def test_worker_dying_after_its_answer_costs_no_queued_request(runtime, after):
+    # The worker answers, then ends before it reads the next request: its
+    # channel is already closed when the next request is sent ("shut"), or it
+    # exits with that request unread ("die"; "die_hold": a child keeps the
+    # channel open, so no reset is seen).  The queued requests never ran, so
+    # they go to the replacement worker instead of being answered with a crash.
+    rt = runtime(W("after_answer"))
+    [pid] = rt.workers()
+    first = {"sleep_ms": 400, "after": after}
+    clients = send_queued(rt, first, [{"n": i} for i in range(3)])
+    answers = [c.recv() for c in clients]
+    for c in clients:
+        c.close()
+    assert answers[0] == [{"payload": {"pid": pid, "in": first},
+                           "route": {"actors": ["a", "b"], "current": 0}}], answers[0]
+    for i, answer in enumerate(answers[1:]):
+        assert "error" not in answer[0], (i, answer, rt.stderr())
+        assert answer[0]["payload"]["in"] == {"n": i}
+        assert answer[0]["payload"]["pid"] != pid
+    assert "while handling a request" not in rt.stderr()
+    stats = probe(rt)
+    assert stats["worker_restarts"]["exit"] == 1, stats
+    assert sum(stats["worker_restarts"].values()) == 1, stats
+
+
+@pytest.mark.skipif(ASAN, reason="RLIMIT_AS cannot work with AddressSanitizer")
+def test_request_no_worker_can_take_is_answered_after_three_tries(runtime):
+    # A request too big for a worker's memory limit: each worker dies trying
+    # to read it, so it never runs.  It is lent to three workers in a row,
+    # then answered with an error instead of killing workers forever.
+    rt = runtime(W("after_answer"), env={"ASYA_WORKER_MEMORY_MB": "128",
+                                         "ASYA_MAX_MESSAGE_BYTES": str(400 << 20)})
+    code, d = error_of(rt.request(envelope("x" * (160 << 20))))
+    assert (code, d["type"]) == ("processing_error", "WorkerExit"), d
+    assert "before it read the request" in d["message"], d
+    assert rt.stderr().count("before it took its request") == 3, rt.stderr()
+    assert "3 workers in a row ended before taking a request" in rt.stderr()
+    # The runtime serves the next request.
+    assert rt.request(envelope({"n": 1}))[0]["payload"]["in"] == {"n": 1}
