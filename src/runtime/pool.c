@@ -52,8 +52,7 @@ struct worker {
     struct frame_reader rd;
     struct frame_writer wr; /* the request being sent; its body is the owner's */
     void *owner;            /* while W_BUSY; NULL once its client went away */
-    bool killed_by_us;      /* SIGKILLed because its client left: no answer owed */
-    bool bad_answer;        /* killed because its answer broke the protocol */
+    enum reap_kill kill;    /* why the supervisor sent it SIGKILL, if it did */
     bool fatal_reported;    /* it sent a fatal start-up line */
     bool reset;             /* the channel was reset: the worker died with input unread */
     bool exited;            /* being reaped: never idle again, whatever it says */
@@ -72,10 +71,11 @@ struct pool {
     bool stopped;
     bool all_ready; /* all_ready was reported */
     ev_timer stop_timer;
-    unsigned long restarts[POOL_CAUSES];
+    unsigned long restarts[REAP_CAUSES];
 };
 
 static void worker_spawn(struct worker *w);
+static void worker_kill(struct worker *w, enum reap_kill reason);
 
 /* ---- the channel ---------------------------------------------------------- */
 
@@ -111,7 +111,7 @@ static void worker_control(struct worker *w, const char *body, size_t len)
     p->ev->start_failed(p->ctx, (long)pid,
                         msg ? msg : "worker sent an unreadable start-up message");
     json_decref(o);
-    kill(pid, SIGKILL);
+    worker_kill(w, REAP_KILL_START);
 }
 
 /* An answer from a busy worker.  Takes ownership of body. */
@@ -130,12 +130,20 @@ static void worker_answer(struct worker *w, char *body, size_t len)
         p->ev->idle(p->ctx);
 }
 
+/* Sends w SIGKILL for reason, unless it was already sent one. */
+static void worker_kill(struct worker *w, enum reap_kill reason)
+{
+    if (w->kill != REAP_KILL_NONE || w->pid <= 0)
+        return;
+    w->kill = reason;
+    kill(w->pid, SIGKILL);
+}
+
 static void worker_protocol_error(struct worker *w, const char *what)
 {
     log_error("worker %ld broke the channel protocol (%s): killing it", (long)w->pid, what);
-    w->bad_answer = true;
     ev_io_stop(w->pool->loop, &w->rio);
-    kill(w->pid, SIGKILL);
+    worker_kill(w, REAP_KILL_PROTOCOL);
 }
 
 /* Reads from the worker's channel.  Returns 1 when a frame was handled (call
@@ -216,16 +224,9 @@ static void count_restart(struct pool *p, const struct worker *w, enum worker_st
 {
     if (p->stopped || was == W_STOPPING)
         return;
-    enum pool_cause cause;
-    if (was == W_BUSY && w->killed_by_us)
-        cause = POOL_CAUSE_TIMEOUT_KILL; /* its client gave up (the sidecar's timeout) */
-    else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-        cause = POOL_CAUSE_OOM_KILL;
-    else if (WIFSIGNALED(status))
-        cause = POOL_CAUSE_CRASH;
-    else
-        cause = POOL_CAUSE_EXIT;
-    p->restarts[cause]++;
+    enum reap_cause cause = reap_cause(status, w->kill);
+    if (cause < REAP_CAUSES)
+        p->restarts[cause]++;
 }
 
 /*
@@ -238,7 +239,7 @@ static void count_restart(struct pool *p, const struct worker *w, enum worker_st
 static bool request_taken(const struct worker *w)
 {
     int unread = 0;
-    if (w->bad_answer)
+    if (w->kill == REAP_KILL_PROTOCOL)
         return true; /* it answered, badly */
     if (ioctl(w->fd, SIOCOUTQ, &unread) != 0)
         unread = 0;
@@ -277,8 +278,7 @@ static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
     count_restart(p, w, was, status);
     if (was == W_BUSY && owner) {
         size_t len = 0;
-        char *text =
-            reap_error_answer((long)pid, p->cfg->handler, status, w->bad_answer, taken, &len);
+        char *text = reap_error_answer((long)pid, p->cfg->handler, status, w->kill, taken, &len);
         if (taken) {
             log_warn("worker %ld %s while handling a request; replacing it", (long)pid, how);
             p->ev->answer(p->ctx, owner, text, len);
@@ -286,7 +286,7 @@ static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
             log_warn("worker %ld %s before it took its request; replacing it", (long)pid, how);
             p->ev->returned(p->ctx, owner, text, len);
         }
-    } else if (was == W_BUSY && w->killed_by_us) {
+    } else if (was == W_BUSY && w->kill != REAP_KILL_NONE) {
         if (p->stopped)
             log_debug("worker %ld killed during shutdown", (long)pid);
         else
@@ -309,7 +309,8 @@ static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
         log_warn("worker %ld %s while idle; replacing it", (long)pid, how);
     }
     bool early = was == W_STARTING || (was == W_IDLE && ev_now(loop) - w->started < EARLY_DEATH_S);
-    w->killed_by_us = w->bad_answer = w->fatal_reported = w->reset = w->exited = false;
+    w->kill = REAP_KILL_NONE;
+    w->fatal_reported = w->reset = w->exited = false;
     w->pid = 0;
 
     /* While draining, a replacement is still needed for queued requests. */
@@ -366,7 +367,8 @@ static void worker_spawn(struct worker *w)
     w->state = W_STARTING;
     w->started = ev_now(p->loop);
     w->owner = NULL;
-    w->killed_by_us = w->bad_answer = w->fatal_reported = w->reset = w->exited = false;
+    w->kill = REAP_KILL_NONE;
+    w->fatal_reported = w->reset = w->exited = false;
     frame_reader_init(&w->rd, p->cfg->max_message + ANSWER_SLACK);
     ev_child_set(&w->child, pid, 0);
     ev_child_start(p->loop, &w->child);
@@ -385,7 +387,7 @@ static void stop_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         struct worker *w = &p->workers[i];
         if (w->pid > 0) {
             log_warn("worker %ld did not stop in time: killing it", (long)w->pid);
-            kill(w->pid, SIGKILL);
+            worker_kill(w, REAP_KILL_SHUTDOWN);
         }
     }
 }
@@ -397,7 +399,7 @@ static void grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     if (w->state == W_BROKEN && w->pid > 0) {
         log_warn("worker %ld lost its channel and did not exit: killing it", (long)w->pid);
-        kill(w->pid, SIGKILL);
+        worker_kill(w, REAP_KILL_PROTOCOL);
     }
 }
 
@@ -500,12 +502,11 @@ void pool_abandon(struct pool *p, struct worker *w)
 {
     w->owner = NULL;
     ev_io_stop(p->loop, &w->wio); /* the request body was the owner's */
-    if (w->killed_by_us)
+    if (w->kill != REAP_KILL_NONE)
         return;
-    w->killed_by_us = true;
     log_warn("client disconnected while worker %ld was handling its request: killing the worker",
              (long)w->pid);
-    kill(w->pid, SIGKILL);
+    worker_kill(w, REAP_KILL_CLIENT_LEFT);
 }
 
 void pool_stop(struct pool *p)
@@ -519,10 +520,8 @@ void pool_stop(struct pool *p)
         ev_timer_stop(p->loop, &w->grace);
         if (w->pid <= 0)
             continue;
-        if (w->state == W_BUSY || w->state == W_STARTING) {
-            w->killed_by_us = true;
-            kill(w->pid, SIGKILL);
-        }
+        if (w->state == W_BUSY || w->state == W_STARTING)
+            worker_kill(w, REAP_KILL_SHUTDOWN);
         if (w->state == W_IDLE)
             w->state = W_STOPPING;
         ev_io_stop(p->loop, &w->rio);
@@ -558,7 +557,7 @@ void pool_count(const struct pool *p, size_t *idle, size_t *busy)
     }
 }
 
-unsigned long pool_restarts(const struct pool *p, enum pool_cause cause)
+unsigned long pool_restarts(const struct pool *p, enum reap_cause cause)
 {
-    return cause < POOL_CAUSES ? p->restarts[cause] : 0;
+    return (unsigned)cause < REAP_CAUSES ? p->restarts[cause] : 0;
 }

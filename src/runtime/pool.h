@@ -22,18 +22,10 @@
 #include <ev.h>
 
 #include "config.h"
+#include "reap.h"
 
 struct pool;
 struct worker;
-
-/* Why a worker was replaced (the "worker_restarts" of a stats answer). */
-enum pool_cause {
-    POOL_CAUSE_CRASH,        /* killed by a signal other than SIGKILL */
-    POOL_CAUSE_OOM_KILL,     /* killed by a SIGKILL the supervisor did not send */
-    POOL_CAUSE_TIMEOUT_KILL, /* killed by the supervisor: its client gave up */
-    POOL_CAUSE_EXIT,         /* exited by itself */
-    POOL_CAUSES
-};
 
 /* What a pool tells its owner.  All are called from loop callbacks. */
 struct pool_events {
@@ -102,7 +94,8 @@ bool pool_alive(const struct pool *p);
 size_t pool_size(const struct pool *p);
 void pool_count(const struct pool *p, size_t *idle, size_t *busy);
 
-/* Workers replaced so far for cause. */
-unsigned long pool_restarts(const struct pool *p, enum pool_cause cause);
+/* Workers replaced so far for cause (see reap.h).  Deaths after pool_stop
+ * are not counted. */
+unsigned long pool_restarts(const struct pool *p, enum reap_cause cause);
 
 #endif /* ASYA_POOL_H */

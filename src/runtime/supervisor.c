@@ -90,20 +90,24 @@ static void dispatch(struct supervisor *sv)
     }
 }
 
-/* The answer to a control "stats" request (see protocol.h), or NULL. */
+/*
+ * The answer to a control "stats" request (see protocol.h), or NULL:
+ *   {"asya_runtime": "<version>", "workers": n, "idle": n, "busy": n,
+ *    "queued": n, "worker_restarts": {"crash": n, "oom_kill": n,
+ *    "timeout_kill": n, "protocol_kill": n, "exit": n}}
+ */
 static char *stats_text(const struct supervisor *sv, size_t *len)
 {
     size_t idle, busy;
     pool_count(sv->pool, &idle, &busy);
-    const struct pool *p = sv->pool;
+    json_t *restarts = json_object();
+    for (int i = 0; i < REAP_CAUSES; i++)
+        json_object_set_new(restarts, reap_cause_name((enum reap_cause)i),
+                            json_integer((json_int_t)pool_restarts(sv->pool, (enum reap_cause)i)));
     json_t *o =
-        json_pack("{s:s, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I}}", "asya_runtime",
-                  ASYA_BUILD_VERSION, "workers", (json_int_t)pool_size(p), "idle", (json_int_t)idle,
-                  "busy", (json_int_t)busy, "queued", (json_int_t)sv->queued, "worker_restarts",
-                  "crash", (json_int_t)pool_restarts(p, POOL_CAUSE_CRASH), "oom_kill",
-                  (json_int_t)pool_restarts(p, POOL_CAUSE_OOM_KILL), "timeout_kill",
-                  (json_int_t)pool_restarts(p, POOL_CAUSE_TIMEOUT_KILL), "exit",
-                  (json_int_t)pool_restarts(p, POOL_CAUSE_EXIT));
+        json_pack("{s:s, s:I, s:I, s:I, s:I, s:o}", "asya_runtime", ASYA_BUILD_VERSION, "workers",
+                  (json_int_t)pool_size(sv->pool), "idle", (json_int_t)idle, "busy",
+                  (json_int_t)busy, "queued", (json_int_t)sv->queued, "worker_restarts", restarts);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (s)

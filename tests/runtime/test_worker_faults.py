@@ -91,3 +91,35 @@ def test_request_no_worker_can_take_is_answered_after_three_tries(runtime):
     assert "3 workers in a row ended before taking a request" in rt.stderr()
     # The runtime serves the next request.
     assert rt.request(envelope({"n": 1}))[0]["payload"]["in"] == {"n": 1}
+
+
+def test_restart_causes_tell_own_kills_from_oom_kills(runtime):
+    rt = runtime(W("bad_frame"))
+    # A worker that breaks the channel protocol is killed by the supervisor.
+    code, d = error_of(rt.request(envelope({})))
+    assert (code, d["type"]) == ("processing_error", "WorkerProtocolError")
+    rt.wait_workers(1)
+    stats = probe(rt)
+    assert stats["worker_restarts"] == {"crash": 0, "oom_kill": 0, "timeout_kill": 0,
+                                        "protocol_kill": 1, "exit": 0}, stats
+
+    rt2 = runtime(H("pid_sleep"))
+    # The client leaving (the sidecar's timeout): the supervisor's own kill.
+    [pid] = rt2.workers()
+    c = rt2.client()
+    c.send(envelope({"sleep_ms": 10000}))
+    time.sleep(0.2)
+    c.close()
+    assert wait_for(lambda: pid_state(pid) == "gone", 5)
+    [pid] = rt2.wait_workers(1)
+    # A SIGKILL the supervisor did not send: the OOM killer.
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: pid not in rt2.workers() and len(rt2.workers()) == 1, 5)
+    # Any other signal: a crash.
+    [pid] = rt2.workers()
+    os.kill(pid, signal.SIGSEGV)
+    assert wait_for(lambda: pid not in rt2.workers() and len(rt2.workers()) == 1, 5)
+    stats = wait_for(lambda: (lambda s: s if sum(s["worker_restarts"].values()) == 3 else None)(
+        probe(rt2)), 5)
+    assert stats and stats["worker_restarts"] == {"crash": 1, "oom_kill": 1, "timeout_kill": 1,
+                                                  "protocol_kill": 0, "exit": 0}, stats
