@@ -1,6 +1,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -535,15 +536,51 @@ static int apply_memory_limit(const struct runtime_config *cfg, char *err, size_
     return 0;
 }
 
+/* Does nothing: see worker_signals. */
+static void on_ignored_signal(int sig)
+{
+    (void)sig;
+}
+
+/*
+ * The worker's signal state, set before any handler code runs.  The signal
+ * mask is empty.  SIGINT and SIGTERM (a terminal's ^C or a kill of the whole
+ * process group: the supervisor owns shutdown, it closes the channel and the
+ * worker then runs asya_fini) and SIGPIPE (a write to a closed pipe is an
+ * EPIPE error, as under the reference Python runtime) do nothing to the
+ * worker.  They are caught by a function that does nothing rather than set
+ * to SIG_IGN: an ignored signal stays ignored across exec, so every program
+ * a handler runs (popen, system, posix_spawn) would start with SIGINT,
+ * SIGTERM and SIGPIPE ignored, while a caught one is reset to its default.
+ * Other dispositions, inherited from whoever started the runtime, are left
+ * as they are.
+ */
+static void worker_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_ignored_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGPIPE, &sa, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 int worker_main(int fd, const struct runtime_config *cfg)
 {
     char err[1024];
     struct loader ld;
 
-    /* The supervisor owns shutdown: it closes the channel, then we run fini. */
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGPIPE, SIG_IGN);
+    worker_signals();
+    /* The channel is the worker's alone: programs a handler runs do not
+     * inherit it (they would keep it open after the worker died). */
+    int fl = fcntl(fd, F_GETFD);
+    if (fl >= 0)
+        fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
 
     if (apply_memory_limit(cfg, err, sizeof err) != 0 ||
         loader_open(&ld, cfg->handler, cfg->lib_path, cfg->func, err, sizeof err) != 0) {

@@ -123,3 +123,17 @@ def test_restart_causes_tell_own_kills_from_oom_kills(runtime):
         probe(rt2)), 5)
     assert stats and stats["worker_restarts"] == {"crash": 1, "oom_kill": 1, "timeout_kill": 1,
                                                   "protocol_kill": 0, "exit": 0}, stats
+
+
+def test_handler_subprocesses_get_default_signal_dispositions(runtime):
+    rt = runtime(W("sigstate"))
+    [res] = rt.request(envelope({}))
+    state = res["payload"]
+    assert state["status"] == 0, state
+    int_pipe_term = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGPIPE - 1)) | (
+        1 << (signal.SIGTERM - 1))
+    for who in ("self", "child"):
+        assert int(state[who]["SigIgn"], 16) & int_pipe_term == 0, (who, state)
+        assert int(state[who]["SigBlk"], 16) == 0, (who, state)
+    # The worker's channel is not inherited by programs a handler runs.
+    assert state["child"]["SigFd3"] == "no", state
