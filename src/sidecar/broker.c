@@ -142,35 +142,62 @@ static amqp_table_t queue_args(const struct broker *b, amqp_table_entry_t *entry
     return t;
 }
 
+/* After the broker closed the declare channel (a refused declare or bind):
+ * acknowledge and reopen it, keeping the reason in why.  Returns 0, or -1
+ * when the connection is lost. */
+static int reopen_declare_channel(struct broker *b, amqp_rpc_reply_t r, const char *what,
+                                  const char *queue, char *why, size_t whylen, unsigned *code)
+{
+    amqp_channel_close_t *m = r.reply.decoded;
+    *code = m->reply_code;
+    snprintf(why, whylen, "%s %s refused by the broker: %u %.*s", what, queue, m->reply_code,
+             (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+    amqp_channel_close_ok_t ok = {0};
+    if (amqp_send_method(b->conn, CH_DECLARE, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok) != 0) {
+        b->broken = true;
+        snprintf(why, whylen, "declare %s: cannot acknowledge channel close", queue);
+        return -1;
+    }
+    amqp_channel_open(b->conn, CH_DECLARE);
+    return reply_check(b, amqp_get_rpc_reply(b->conn), "reopen declare channel", why, whylen);
+}
+
+static bool channel_closed(amqp_rpc_reply_t r)
+{
+    return r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+           r.reply.id == AMQP_CHANNEL_CLOSE_METHOD;
+}
+
 /*
  * Declare queue durable and bind it (routing key = its name) on the declare
  * channel.  A queue that already exists with other arguments (e.g. another
- * type) is fine: the broker closes the declare channel, we reopen it and only
- * bind.  Returns 0, or -1 when the connection is lost.
+ * type: 406 PRECONDITION_FAILED) is fine: we only bind.  Any other refusal
+ * (403 ACCESS_REFUSED...) closes only the declare channel, which is reopened.
+ * Returns 0, 1 when the broker refused (why says how), or -1 when the
+ * connection is lost.
  */
 static int declare_and_bind(struct broker *b, const char *queue, char *err, size_t errlen)
 {
     amqp_table_entry_t entry;
+    unsigned code;
     amqp_queue_declare(b->conn, CH_DECLARE, amqp_cstring_bytes(queue), 0, 1, 0, 0,
                        queue_args(b, &entry));
     amqp_rpc_reply_t r = amqp_get_rpc_reply(b->conn);
-    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        amqp_channel_close_ok_t ok = {0};
-        if (amqp_send_method(b->conn, CH_DECLARE, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok) != 0) {
-            b->broken = true;
-            snprintf(err, errlen, "declare %s: cannot acknowledge channel close", queue);
+    if (channel_closed(r)) {
+        if (reopen_declare_channel(b, r, "queue.declare", queue, err, errlen, &code))
             return -1;
-        }
-        amqp_channel_open(b->conn, CH_DECLARE);
-        if (reply_check(b, amqp_get_rpc_reply(b->conn), "reopen declare channel", err, errlen))
-            return -1;
+        if (code != AMQP_PRECONDITION_FAILED)
+            return 1;
     } else if (reply_check(b, r, "queue.declare", err, errlen)) {
         return -1;
     }
     amqp_queue_bind(b->conn, CH_DECLARE, amqp_cstring_bytes(queue),
                     amqp_cstring_bytes(b->opt.exchange), amqp_cstring_bytes(queue),
                     amqp_empty_table);
-    return reply_check(b, amqp_get_rpc_reply(b->conn), "queue.bind", err, errlen);
+    r = amqp_get_rpc_reply(b->conn);
+    if (channel_closed(r))
+        return reopen_declare_channel(b, r, "queue.bind", queue, err, errlen, &code) ? -1 : 1;
+    return reply_check(b, r, "queue.bind", err, errlen);
 }
 
 static bool is_declared(const struct broker *b, const char *queue)
@@ -185,8 +212,9 @@ static int ensure_queue(struct broker *b, const char *queue, char *err, size_t e
 {
     if (is_declared(b, queue))
         return 0;
-    if (declare_and_bind(b, queue, err, errlen))
-        return -1;
+    int rc = declare_and_bind(b, queue, err, errlen);
+    if (rc)
+        return rc;
     char **d = realloc(b->declared, (b->ndeclared + 1) * sizeof *d);
     char *copy = strdup(queue);
     if (!d || !copy) {
@@ -287,7 +315,7 @@ int broker_connect(struct broker *b, char *err, size_t errlen)
     if (reply_check(b, amqp_get_rpc_reply(b->conn), "exchange.declare", err, errlen))
         goto fail;
     if (ensure_queue(b, b->opt.queue, err, errlen))
-        goto fail;
+        goto fail; /* the own queue refused is fatal too */
     amqp_basic_qos(b->conn, CH_MAIN, 0, (uint16_t)b->opt.prefetch, 0);
     if (reply_check(b, amqp_get_rpc_reply(b->conn), "basic.qos", err, errlen))
         goto fail;
@@ -490,13 +518,18 @@ int broker_poll(struct broker *b, char *err, size_t errlen)
     }
 }
 
+int broker_declare(struct broker *b, const char *queue, char *err, size_t errlen)
+{
+    if (!broker_connected(b))
+        return lost(b, err, errlen, "%s", "not connected");
+    return ensure_queue(b, queue, err, errlen);
+}
+
 int broker_publish_queue(struct broker *b, const char *queue, const char *body, size_t len,
                          long attempts, uint64_t *seq, char *err, size_t errlen)
 {
     if (!broker_connected(b))
         return lost(b, err, errlen, "%s", "not connected");
-    if (ensure_queue(b, queue, err, errlen))
-        return -1;
     uint64_t s = b->next_seq + 1;
     char mid[24];
     snprintf(mid, sizeof mid, "%llu", (unsigned long long)s);

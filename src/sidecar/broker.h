@@ -83,8 +83,17 @@ int broker_poll(struct broker *b, char *err, size_t errlen);
 bool broker_pending(const struct broker *b);
 
 /*
- * Publish body persistently to queue (declared and bound on first use) with
- * mandatory set.  attempts > 0 adds the x-asya-attempts header.  *seq gets
+ * Make sure queue exists and is bound to the exchange (declared once per
+ * connection, then cached).  Returns 0, 1 when the broker refused it (err has
+ * its reason; only the declare channel was closed, and it is open again), or
+ * -1 when the connection is lost.
+ */
+int broker_declare(struct broker *b, const char *queue, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
+ * Publish body persistently to queue (declare it first with broker_declare)
+ * with mandatory set.  attempts > 0 adds the x-asya-attempts header.  *seq gets
  * the confirm sequence number.  Returns 0 or -1 (connection lost).
  */
 int broker_publish_queue(struct broker *b, const char *queue, const char *body, size_t len,

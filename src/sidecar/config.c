@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include "routing.h"
+
 #include "duration.h"
 #include "envcfg.h"
 #include "frame.h"
@@ -53,6 +55,17 @@ int sidecar_config_load(struct sidecar_config *cfg, char *err, size_t errlen)
     cfg->socket_path = envcfg_str("ASYA_SOCKET_PATH", NULL, "/tmp/sockets/app.sock", NULL);
     cfg->happy_end = envcfg_str("ASYA_STEP_HAPPY_END", NULL, "happy-end", NULL);
     cfg->error_end = envcfg_str("ASYA_STEP_ERROR_END", NULL, "error-end", NULL);
+    /* Every failure report goes to error-end: a name the broker refuses would
+     * leave nowhere to send one. */
+    const char *ends[2][2] = {{"ASYA_STEP_HAPPY_END", cfg->happy_end},
+                              {"ASYA_STEP_ERROR_END", cfg->error_end}};
+    for (int i = 0; i < 2; i++) {
+        char q[ROUTING_QUEUE_MAX + 1], why[256];
+        if (routing_queue_name(cfg->queue_prefix, ends[i][1], q, sizeof q, why, sizeof why)) {
+            snprintf(err, errlen, "%s=%s: %s", ends[i][0], ends[i][1], why);
+            return -EINVAL;
+        }
+    }
     cfg->metrics_addr = envcfg_str("ASYA_METRICS_ADDR", NULL, ":8080", NULL);
     cfg->metrics_namespace = envcfg_str("ASYA_METRICS_NAMESPACE", NULL, "asya_actor", NULL);
     cfg->cacert = envcfg_str("ASYA_RABBITMQ_CACERT", NULL, NULL, NULL);

@@ -61,7 +61,9 @@ static void message_done(struct sidecar *sc, struct message *m)
     sidecar_check_drained(sc);
 }
 
-static int publish_plan(struct sidecar *sc, struct message *m, const struct route_plan *plan);
+static void message_publish(struct sidecar *sc, struct message *m, struct route_plan *plan);
+static void message_route_error(struct sidecar *sc, struct message *m, const char *code,
+                                const char *type, const char *text);
 
 /* Settle the consumed message once nothing it produced is unconfirmed. */
 static void message_settle(struct sidecar *sc, struct message *m)
@@ -75,18 +77,9 @@ static void message_settle(struct sidecar *sc, struct message *m)
         m->returned = false;
         m->error_routed = true;
         sc->stats.failed[FAILED_ROUTING]++;
-        struct route_plan plan;
-        if (routing_plan_error(&sc->names, &m->env, "routing_error", "UnroutableMessage",
-                               "a result could not be routed to its destination queue",
-                               &plan) != 0) {
-            sidecar_broker_fail(sc, "out of memory building an error envelope");
-            return;
-        }
-        publish_plan(sc, m, &plan);
-        route_plan_free(&plan);
-        if (m->unconfirmed > 0)
-            return; /* settled again when this publish is confirmed */
-        message_reject(sc, m);
+        message_route_error(sc, m, "routing_error", "UnroutableMessage",
+                            "a result could not be routed to its destination queue");
+        return; /* settled again when this publish is confirmed */
     } else if (m->returned) {
         log_error_id(msg_id(m), "error-end is unroutable; requeueing the message");
         message_reject(sc, m);
@@ -98,26 +91,96 @@ static void message_settle(struct sidecar *sc, struct message *m)
 
 /* ---- publishing ----------------------------------------------------------------- */
 
-/* Publish every item of plan for message m.  Returns 0, or -1 when the
- * broker connection failed (already reported). */
-static int publish_plan(struct sidecar *sc, struct message *m, const struct route_plan *plan)
+/* One item of a plan, serialised and checked before anything goes out. */
+struct outgoing {
+    char *text; /* free() */
+    size_t len;
+    char queue[ROUTING_QUEUE_MAX + 1];
+    enum publish_kind kind;
+};
+
+/* An error envelope that would exceed the size limit loses its
+ * original_payload (its size is recorded instead): a failure report must
+ * always be deliverable. */
+static char *shrink_error_envelope(json_t *body, size_t *len)
 {
-    char err[256];
+    json_t *payload = json_object_get(body, "payload");
+    json_t *orig = json_object_get(payload, "original_payload");
+    if (!orig)
+        return NULL;
+    json_object_set_new(payload, "original_payload_bytes", json_integer((json_int_t)*len));
+    json_object_set_new(payload, "original_payload_truncated", json_true());
+    json_object_del(payload, "original_payload");
+    return envelope_dump(body, len);
+}
+
+/*
+ * Serialise and check every item of plan into out[] (plan->count entries):
+ * each destination must be a queue name the broker accepts and declares,
+ * and each envelope within ASYA_MAX_MESSAGE_BYTES.  Returns 0; 1 when the
+ * message must go to error-end instead (why says why); -1 when the broker
+ * connection failed (already reported).  out[] is filled in all cases (free
+ * with outgoing_free).
+ */
+static int plan_prepare(struct sidecar *sc, const struct route_plan *plan, struct outgoing *out,
+                        char *why, size_t whylen)
+{
+    size_t max = (size_t)sc->cfg->max_message_bytes;
     for (size_t i = 0; i < plan->count; i++) {
         const struct route_publish *p = &plan->items[i];
-        size_t len;
-        char *text = envelope_dump(p->body, &len);
-        if (!text) {
+        out[i].kind = p->kind;
+        if (routing_queue_name(sc->cfg->queue_prefix, p->actor, out[i].queue, sizeof out[i].queue,
+                               why, whylen))
+            return 1;
+        out[i].text = envelope_dump(p->body, &out[i].len);
+        if (!out[i].text) {
             sidecar_broker_fail(sc, "out of memory serialising a result");
             return -1;
         }
-        char queue[512];
-        snprintf(queue, sizeof queue, "%s%s", sc->cfg->queue_prefix, p->actor);
+        if (out[i].len > max && p->kind == PUBLISH_ERROR_END) {
+            free(out[i].text);
+            out[i].text = shrink_error_envelope(p->body, &out[i].len);
+            if (!out[i].text) {
+                sidecar_broker_fail(sc, "out of memory serialising an error envelope");
+                return -1;
+            }
+        }
+        if (out[i].len > max) {
+            snprintf(why, whylen,
+                     "a result of %zu bytes for %s exceeds ASYA_MAX_MESSAGE_BYTES (%zu)",
+                     out[i].len, p->actor, max);
+            return 1;
+        }
+    }
+    /* Declare every destination before publishing any, so a refused one
+     * costs only this message and nothing of it is half sent. */
+    for (size_t i = 0; i < plan->count; i++) {
+        int rc = broker_declare(sc->broker, out[i].queue, why, whylen);
+        if (rc < 0)
+            sidecar_broker_fail(sc, why);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void outgoing_free(struct outgoing *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(out[i].text);
+}
+
+/* Publish the prepared items for message m.  Returns 0, or -1 when the
+ * broker connection failed (already reported). */
+static int publish_prepared(struct sidecar *sc, struct message *m, const struct outgoing *out,
+                            size_t n)
+{
+    char err[256];
+    for (size_t i = 0; i < n; i++) {
         uint64_t seq;
         ev_tstamp t0 = ev_time();
-        int rc = broker_publish_queue(sc->broker, queue, text, len, 0, &seq, err, sizeof err);
-        free(text);
-        if (rc) {
+        if (broker_publish_queue(sc->broker, out[i].queue, out[i].text, out[i].len, 0, &seq, err,
+                                 sizeof err)) {
             sidecar_broker_fail(sc, err);
             return -1;
         }
@@ -126,21 +189,53 @@ static int publish_plan(struct sidecar *sc, struct message *m, const struct rout
             return -1;
         }
         m->unconfirmed++;
-        metrics_sent(&sc->stats, queue, (enum sent_type)p->kind, len);
+        metrics_sent(&sc->stats, out[i].queue, (enum sent_type)out[i].kind, out[i].len);
         histogram_observe(&sc->stats.queue_send, ev_time() - t0);
-        log_debug_id(msg_id(m), "published to %s (seq %llu)", p->actor, (unsigned long long)seq);
+        log_debug_id(msg_id(m), "published to %s (seq %llu)", out[i].queue,
+                     (unsigned long long)seq);
     }
     return 0;
 }
 
-/* Publish a plan for message m (any slot already released) and wait for its
- * confirms. */
+/* Publish plan for message m (any slot already released; plan is freed) and
+ * wait for its confirms.  A plan the broker cannot take sends the message to
+ * error-end as routing_error instead; an error plan that cannot go out
+ * either (error-end itself refused) requeues the message. */
 static void message_publish(struct sidecar *sc, struct message *m, struct route_plan *plan)
 {
+    struct outgoing stack[4], *out = stack;
+    char why[512];
     m->state = MSG_CONFIRMING;
     m->published_at = ev_time();
-    int rc = publish_plan(sc, m, plan);
+    size_t n = plan->count;
+    bool error_plan = n > 0 && plan->items[0].kind == PUBLISH_ERROR_END;
+    if (n > sizeof stack / sizeof stack[0])
+        out = calloc(n, sizeof *out);
+    else
+        memset(stack, 0, sizeof stack);
+    if (!out) {
+        route_plan_free(plan);
+        sidecar_broker_fail(sc, "out of memory");
+        return;
+    }
+    int rc = plan_prepare(sc, plan, out, why, sizeof why);
     route_plan_free(plan);
+    if (rc == 0)
+        rc = publish_prepared(sc, m, out, n);
+    outgoing_free(out, n);
+    if (out != stack)
+        free(out);
+    if (rc == 1 && !error_plan) {
+        sc->stats.failed[FAILED_ROUTING]++;
+        message_route_error(sc, m, "routing_error", "RoutingError", why);
+        return;
+    }
+    if (rc == 1) {
+        log_error_id(msg_id(m), "cannot report a failure to error-end (%s); requeueing", why);
+        m->returned = true; /* settles as "error-end is unroutable": requeued */
+        m->error_routed = true;
+        rc = 0;
+    }
     if (rc == 0 && m->unconfirmed == 0)
         message_settle(sc, m);
 }
@@ -157,12 +252,13 @@ static void message_route_error(struct sidecar *sc, struct message *m, const cha
     message_publish(sc, m, &plan);
 }
 
-/* error-end for a body that is no valid envelope (or must not be parsed). */
-static void message_route_malformed(struct sidecar *sc, struct message *m, size_t keep,
+/* error-end for a body that is no valid envelope (or must not be parsed:
+ * parse_max 0); routing keeps a bounded prefix of it. */
+static void message_route_malformed(struct sidecar *sc, struct message *m, size_t parse_max,
                                     const char *code, const char *type, const char *text)
 {
     struct route_plan plan;
-    if (routing_plan_malformed(&sc->names, m->body, keep, code, type, text, &plan)) {
+    if (routing_plan_malformed(&sc->names, m->body, m->len, parse_max, code, type, text, &plan)) {
         sidecar_broker_fail(sc, "out of memory");
         return;
     }
@@ -403,9 +499,8 @@ static void message_begin(struct sidecar *sc, struct message *m)
             message_settle(sc, m);
             return;
         }
-        /* Keep only the start of the body: the whole of it is what was refused. */
-        message_route_malformed(sc, m, m->len < 1024 ? m->len : 1024, "msg_parsing_error",
-                                "MessageTooLarge", err);
+        /* Not parsed: the whole of it is what was refused. */
+        message_route_malformed(sc, m, 0, "msg_parsing_error", "MessageTooLarge", err);
         return;
     default:
         break;

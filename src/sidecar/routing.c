@@ -1,6 +1,7 @@
 #include "routing.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,8 +166,26 @@ json_t *routing_lossy_string(const char *data, size_t len)
     return s;
 }
 
+int routing_queue_name(const char *prefix, const char *actor, char *queue, size_t queuelen,
+                       char *why, size_t whylen)
+{
+    int n = snprintf(queue, queuelen, "%s%s", prefix, actor);
+    if (n < 0 || (size_t)n > ROUTING_QUEUE_MAX || (size_t)n >= queuelen) {
+        snprintf(why, whylen,
+                 "destination queue name of %d bytes (%.40s...) is longer than "
+                 "AMQP's %d",
+                 n, queue, ROUTING_QUEUE_MAX);
+        return -EINVAL;
+    }
+    if (strncmp(queue, "amq.", 4) == 0) {
+        snprintf(why, whylen, "destination queue %s uses the broker's reserved amq. prefix", queue);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int routing_plan_malformed(const struct routing_names *names, const char *body, size_t len,
-                           const char *code, const char *type, const char *reason,
+                           size_t parse_max, const char *code, const char *type, const char *reason,
                            struct route_plan *plan)
 {
     if (!code)
@@ -175,12 +194,17 @@ int routing_plan_malformed(const struct routing_names *names, const char *body, 
     json_t *out = json_object();
     json_t *payload = json_object();
     json_t *details = details_new(type ? type : "ValueError", reason);
-    json_t *raw = routing_lossy_string(body, len);
+    bool truncated = len > ROUTING_ORIGINAL_MAX;
+    json_t *raw = routing_lossy_string(body, truncated ? ROUTING_ORIGINAL_MAX : len);
     if (!out || !payload || !details || !raw)
+        goto fail;
+    if (truncated &&
+        (json_object_set_new(payload, "original_message_bytes", json_integer((json_int_t)len)) ||
+         json_object_set_new(payload, "original_message_truncated", json_true())))
         goto fail;
     /* Keep what can be kept from a JSON object body, so the error can still
      * be traced to its request. */
-    json_t *root = json_loadb(body, len, JSON_DECODE_ANY, NULL);
+    json_t *root = len <= parse_max ? json_loadb(body, len, JSON_DECODE_ANY, NULL) : NULL;
     if (json_is_object(root)) {
         static const char *const keep[] = {"id", "parent_id", "route", "headers"};
         for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {

@@ -73,13 +73,30 @@ int routing_plan_error(const struct routing_names *names, const struct envelope 
 /*
  * Plan for a consumed body that is not a valid envelope: error-end with
  * msg_parsing_error and payload.original_message holding the raw body as a
- * string (invalid UTF-8 replaced by U+FFFD).  reason is the parser's message.
- * When the body is a JSON object, its id, route and headers are kept.
+ * string (invalid UTF-8 replaced by U+FFFD), at most ROUTING_ORIGINAL_MAX
+ * bytes of it.  reason is the parser's message.  When the body is a JSON
+ * object of at most parse_max bytes, its id, route and headers are kept.
  * code may be NULL for "msg_parsing_error".  Returns 0 or -ENOMEM.
  */
 int routing_plan_malformed(const struct routing_names *names, const char *body, size_t len,
-                           const char *code, const char *type, const char *reason,
+                           size_t parse_max, const char *code, const char *type, const char *reason,
                            struct route_plan *plan) __attribute__((warn_unused_result));
+
+/* AMQP 0-9-1 short strings: a queue name is at most 255 bytes. */
+#define ROUTING_QUEUE_MAX 255
+
+/*
+ * The queue of actor: prefix + actor into queue (queuelen bytes, at least
+ * ROUTING_QUEUE_MAX + 1).  Returns 0, or -EINVAL with the reason in why when
+ * the broker would refuse the name: longer than ROUTING_QUEUE_MAX bytes, or
+ * starting with the reserved "amq." prefix.
+ */
+int routing_queue_name(const char *prefix, const char *actor, char *queue, size_t queuelen,
+                       char *why, size_t whylen) __attribute__((warn_unused_result));
+
+/* A malformed body keeps at most this many bytes in payload.original_message;
+ * a longer one also gets original_message_bytes and original_message_truncated. */
+#define ROUTING_ORIGINAL_MAX 65536
 
 /* Free the items and clear the plan.  NULL is fine. */
 void route_plan_free(struct route_plan *plan);

@@ -738,12 +738,80 @@ static void malformed(const char *body, size_t len, const char *code, const char
                       const char *reason, const char *want)
 {
     struct route_plan plan;
-    assert_int_equal(routing_plan_malformed(&NAMES, body, len, code, type, reason, &plan), 0);
+    assert_int_equal(routing_plan_malformed(&NAMES, body, len, SIZE_MAX, code, type, reason, &plan),
+                     0);
     assert_int_equal(plan.count, 1);
     assert_int_equal(plan.outcome, OUTCOME_PARSE_ERROR);
     assert_string_equal(plan.error_code, code ? code : "msg_parsing_error");
     assert_item(&plan, 0, "error-end", PUBLISH_ERROR_END, want);
     route_plan_free(&plan);
+}
+
+/* A long malformed body keeps a prefix and says how long it was; its id is
+ * kept only when the body is within parse_max. */
+static void test_malformed_long_body_is_truncated(void **state)
+{
+    (void)state;
+    size_t len = ROUTING_ORIGINAL_MAX * 3 + 7;
+    char *body = malloc(len);
+    assert_non_null(body);
+    memset(body, 'x', len);
+    memcpy(body, "{\"id\":\"m1\",\"junk\":\"", 19);
+    struct route_plan plan;
+    assert_int_equal(routing_plan_malformed(&NAMES, body, len, SIZE_MAX, NULL, NULL, "r", &plan),
+                     0);
+    json_t *p = json_object_get(plan.items[0].body, "payload");
+    const char *orig = json_string_value(json_object_get(p, "original_message"));
+    assert_non_null(orig);
+    assert_int_equal(strlen(orig), ROUTING_ORIGINAL_MAX);
+    assert_memory_equal(orig, body, ROUTING_ORIGINAL_MAX);
+    assert_int_equal(json_integer_value(json_object_get(p, "original_message_bytes")), len);
+    assert_true(json_is_true(json_object_get(p, "original_message_truncated")));
+    route_plan_free(&plan);
+    /* A short one is whole, without the two fields. */
+    assert_int_equal(routing_plan_malformed(&NAMES, body, 100, SIZE_MAX, NULL, NULL, "r", &plan),
+                     0);
+    p = json_object_get(plan.items[0].body, "payload");
+    assert_int_equal(strlen(json_string_value(json_object_get(p, "original_message"))), 100);
+    assert_null(json_object_get(p, "original_message_bytes"));
+    assert_null(json_object_get(p, "original_message_truncated"));
+    route_plan_free(&plan);
+    free(body);
+}
+
+static void test_malformed_parse_max(void **state)
+{
+    (void)state;
+    const char *body = "{\"id\":\"m2\",\"route\":5}";
+    struct route_plan plan;
+    assert_int_equal(
+        routing_plan_malformed(&NAMES, body, strlen(body), SIZE_MAX, NULL, NULL, "r", &plan), 0);
+    assert_string_equal(json_string_value(json_object_get(plan.items[0].body, "id")), "m2");
+    route_plan_free(&plan);
+    assert_int_equal(routing_plan_malformed(&NAMES, body, strlen(body), 4, NULL, NULL, "r", &plan),
+                     0);
+    assert_null(json_object_get(plan.items[0].body, "id")); /* not parsed */
+    route_plan_free(&plan);
+}
+
+static void test_queue_name_rules(void **state)
+{
+    (void)state;
+    char q[ROUTING_QUEUE_MAX + 1], why[256];
+    assert_int_equal(routing_queue_name("asya-", "doubler", q, sizeof q, why, sizeof why), 0);
+    assert_string_equal(q, "asya-doubler");
+    assert_int_equal(routing_queue_name("", "amq.gen-x", q, sizeof q, why, sizeof why), -EINVAL);
+    assert_non_null(strstr(why, "amq."));
+    /* The prefix counts: "amq." may come from it too. */
+    assert_int_equal(routing_queue_name("amq.", "x", q, sizeof q, why, sizeof why), -EINVAL);
+    char actor[300];
+    memset(actor, 'a', sizeof actor - 1);
+    actor[sizeof actor - 1] = '\0';
+    assert_int_equal(routing_queue_name("", actor, q, sizeof q, why, sizeof why), -EINVAL);
+    assert_non_null(strstr(why, "longer than AMQP's 255"));
+    actor[255] = '\0'; /* exactly 255 is fine */
+    assert_int_equal(routing_queue_name("", actor, q, sizeof q, why, sizeof why), 0);
+    assert_int_equal(routing_queue_name("p", actor, q, sizeof q, why, sizeof why), -EINVAL);
 }
 
 static void test_malformed_not_json(void **state)
@@ -843,7 +911,8 @@ static void test_malformed_nul_bytes(void **state)
 
     /* The whole body is kept, not cut at the first NUL. */
     struct route_plan plan;
-    assert_int_equal(routing_plan_malformed(&NAMES, "\0\0a", 3, NULL, NULL, "r", &plan), 0);
+    assert_int_equal(routing_plan_malformed(&NAMES, "\0\0a", 3, SIZE_MAX, NULL, NULL, "r", &plan),
+                     0);
     json_t *om =
         json_object_get(json_object_get(plan.items[0].body, "payload"), "original_message");
     assert_int_equal(json_string_length(om), 3);
@@ -1022,6 +1091,9 @@ int main(void)
         cmocka_unit_test(test_error_envelope_leaves_inputs_alone),
         cmocka_unit_test(test_plan_error_timeout),
         cmocka_unit_test(test_custom_end_names),
+        cmocka_unit_test(test_malformed_long_body_is_truncated),
+        cmocka_unit_test(test_malformed_parse_max),
+        cmocka_unit_test(test_queue_name_rules),
         cmocka_unit_test(test_malformed_not_json),
         cmocka_unit_test(test_malformed_object_keeps_ids),
         cmocka_unit_test(test_malformed_custom_code),
