@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,9 +14,12 @@
 #include "protocol.h"
 #include "usock.h"
 
-#define LISTEN_BACKLOG 1024
+/* As many pending connections as the system allows: Linux caps the value at
+ * net.core.somaxconn (4096 by default). */
+#define LISTEN_BACKLOG INT_MAX
 #define ACCEPT_BURST   64  /* accepts per loop iteration */
 #define ACCEPT_RETRY_S 0.1 /* after running out of fds or memory */
+#define CONTROL_MAX    256 /* largest control request looked for while paused */
 
 static void conn_start_reading(struct conn *c);
 
@@ -60,6 +64,8 @@ void conn_close(struct conn *c)
     ev_io_stop(s->loop, &c->rio);
     ev_io_stop(s->loop, &c->wio);
     TAILQ_REMOVE(&s->all, c, all);
+    if (s->count-- == s->max_conns && s->listening)
+        ev_io_start(s->loop, &s->accept_io); /* room again */
     s->ev->closing(s->ctx, c);
     close(c->fd);
     frame_reader_reset(&c->rd);
@@ -70,14 +76,36 @@ void conn_close(struct conn *c)
 
 static void conn_start_reading(struct conn *c)
 {
-    if (c->state == CONN_READING && c->srv->paused)
-        return; /* back-pressure: resumed by conn_pause() */
-    ev_io_start(c->srv->loop, &c->rio);
+    if (!c->parked)
+        ev_io_start(c->srv->loop, &c->rio);
+}
+
+/* While paused: true when c's socket holds a whole control request (or its
+ * end: reading then closes c), so c is read as usual. */
+static bool conn_control_waiting(const struct conn *c)
+{
+    if (frame_reader_partial(&c->rd))
+        return false; /* inside a request frame */
+    unsigned char buf[FRAME_HEADER_LEN + CONTROL_MAX];
+    ssize_t n = recv(c->fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+    if (n <= 0)
+        return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    if ((size_t)n < FRAME_HEADER_LEN)
+        return false;
+    uint32_t len = frame_get_header(buf);
+    return len <= CONTROL_MAX && (size_t)n >= FRAME_HEADER_LEN + len &&
+           protocol_is_control((const char *)buf + FRAME_HEADER_LEN, len);
 }
 
 static void conn_read(struct conn *c)
 {
     struct conn_server *s = c->srv;
+    if (s->paused && !conn_control_waiting(c)) {
+        /* Back-pressure: the bytes wait in the socket until conn_pause(false). */
+        c->parked = true;
+        ev_io_stop(s->loop, &c->rio);
+        return;
+    }
     int rc = frame_reader_read(&c->rd, c->fd);
     if (rc == FRAME_IO_AGAIN)
         return;
@@ -227,6 +255,10 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         c->srv = s;
         c->fd = fd;
         c->state = CONN_READING;
+        if (++s->count == s->max_conns) {
+            log_warn("%zu connections open: not accepting more until one closes", s->count);
+            ev_io_stop(loop, &s->accept_io);
+        }
         frame_reader_init(&c->rd, s->max_message);
         ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
         ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
@@ -240,18 +272,19 @@ static void accept_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct conn_server *s = t->data;
     (void)revents;
-    if (s->listening && !s->paused)
+    if (s->listening && s->count < s->max_conns)
         ev_io_start(loop, &s->accept_io);
 }
 
 void conn_server_init(struct conn_server *s, struct ev_loop *loop, size_t max_message,
-                      const struct conn_events *ev, void *ctx)
+                      size_t max_conns, const struct conn_events *ev, void *ctx)
 {
     memset(s, 0, sizeof *s);
     s->loop = loop;
     s->ev = ev;
     s->ctx = ctx;
     s->max_message = max_message;
+    s->max_conns = max_conns ? max_conns : 1;
     s->listen_fd = -1;
     TAILQ_INIT(&s->all);
     ev_timer_init(&s->accept_retry, accept_retry_cb, ACCEPT_RETRY_S, 0);
@@ -271,7 +304,7 @@ int conn_listen(struct conn_server *s, const char *path, int mode, char *err, si
     s->listening = true;
     ev_io_init(&s->accept_io, accept_cb, fd, EV_READ);
     s->accept_io.data = s;
-    if (!s->paused)
+    if (s->count < s->max_conns)
         ev_io_start(s->loop, &s->accept_io);
     return 0;
 }
@@ -293,22 +326,16 @@ void conn_pause(struct conn_server *s, bool paused)
     if (s->paused == paused)
         return;
     s->paused = paused;
+    if (paused)
+        return; /* connections park when they next have input */
     /* An explicit walk, not TAILQ_FOREACH: cppcheck cannot see through the
      * macro and reports c->state as uninitialized. */
     for (struct conn *c = TAILQ_FIRST(&s->all); c; c = TAILQ_NEXT(c, all)) {
-        if (c->state != CONN_READING)
-            continue;
-        if (paused)
-            ev_io_stop(s->loop, &c->rio);
-        else
+        if (c->parked) {
+            c->parked = false;
             conn_start_reading(c);
+        }
     }
-    if (!s->listening)
-        return;
-    if (paused)
-        ev_io_stop(s->loop, &s->accept_io);
-    else
-        ev_io_start(s->loop, &s->accept_io);
 }
 
 static void close_all(struct conn_server *s, bool only_idle)

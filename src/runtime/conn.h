@@ -11,6 +11,11 @@
  * the socket is only watched for the client leaving: pipelined input stays
  * unread until the answer is written (back-pressure instead of failure), and
  * the connection then stays open for the next request.
+ *
+ * A full listen backlog would make clients' connect() fail (EAGAIN), an
+ * outage, so connections are accepted whenever file descriptors allow, also
+ * while the owner's queue is full (conn_pause): then only reading requests
+ * stops, and bytes wait in the clients' sockets.
  */
 #ifndef ASYA_CONN_H
 #define ASYA_CONN_H
@@ -47,6 +52,7 @@ struct conn {
     TAILQ_ENTRY(conn) queue; /* the owner's queue */
     /* Private. */
     bool close_after_write; /* the stream cannot continue (oversized frame) */
+    bool parked;            /* not read until the server resumes */
     struct frame_reader rd;
     struct frame_writer wr;
     char *ans; /* owned: the answer being written */
@@ -72,9 +78,11 @@ struct conn_server {
     void *ctx;                    /* passed to ev */
     const char *path;             /* borrowed: the socket file while listening */
     size_t max_message;           /* largest request body accepted */
+    size_t max_conns;             /* accepting stops at this many connections */
+    size_t count;                 /* connections open */
     int listen_fd;
     bool listening;
-    bool paused;   /* no accepts, no reads (the owner's queue is full) */
+    bool paused;   /* requests are not read (the owner's queue is full) */
     bool draining; /* no accepts; connections close once answered */
     ev_io accept_io;
     ev_timer accept_retry;
@@ -84,10 +92,11 @@ struct conn_server {
 /*
  * Prepare s (not listening yet).  loop, ev and ctx are borrowed for the
  * server's life.  Requests over max_message bytes are refused with an error
- * answer.
+ * answer; at most max_conns connections are open at once (more wait in the
+ * listen backlog).
  */
 void conn_server_init(struct conn_server *s, struct ev_loop *loop, size_t max_message,
-                      const struct conn_events *ev, void *ctx);
+                      size_t max_conns, const struct conn_events *ev, void *ctx);
 
 /*
  * Create the parent directories of path, listen on it (mode as for
@@ -100,8 +109,12 @@ int conn_listen(struct conn_server *s, const char *path, int mode, char *err, si
 /* Stop accepting: close the listening socket and remove its file. */
 void conn_unlisten(struct conn_server *s);
 
-/* Pause or resume accepting and reading requests (bounded queueing: the
- * owner's queue is full). */
+/*
+ * Pause or resume reading requests (bounded queueing: the owner's queue is
+ * full).  Connections are still accepted while paused, and a control request
+ * that waits whole in a socket is still read and handed over (a health probe
+ * must not fail because the workers are busy).
+ */
 void conn_pause(struct conn_server *s, bool paused);
 
 /* Start draining: stop accepting, close idle connections, and close the

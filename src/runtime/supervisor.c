@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -331,6 +332,17 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     begin_shutdown(sv, 0);
 }
 
+/* Connections the supervisor may hold open: its file descriptor limit, less
+ * what the workers' channels and the rest of the runtime need. */
+static size_t max_connections(const struct runtime_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return (size_t)1 << 20;
+    size_t reserve = 2 * (size_t)cfg->workers + 32;
+    return rl.rlim_cur > reserve + 16 ? (size_t)rl.rlim_cur - reserve : 16;
+}
+
 /* ---- entry point ---------------------------------------------------------------- */
 
 int supervisor_run(const struct runtime_config *cfg, const char *exe)
@@ -351,7 +363,7 @@ int supervisor_run(const struct runtime_config *cfg, const char *exe)
         log_error("out of memory");
         return 1;
     }
-    conn_server_init(&sv.conns, sv.loop, cfg->max_message, &conn_events, &sv);
+    conn_server_init(&sv.conns, sv.loop, cfg->max_message, max_connections(cfg), &conn_events, &sv);
 
     ev_timer_init(&sv.shutdown_timer, shutdown_timer_cb, 0, 0);
     sv.shutdown_timer.data = &sv;

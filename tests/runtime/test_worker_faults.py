@@ -137,3 +137,51 @@ def test_handler_subprocesses_get_default_signal_dispositions(runtime):
         assert int(state[who]["SigBlk"], 16) == 0, (who, state)
     # The worker's channel is not inherited by programs a handler runs.
     assert state["child"]["SigFd3"] == "no", state
+
+
+def listen_queue(path):
+    """(pending connections, backlog) of the socket listening on path, from ss."""
+    out = subprocess.run(["ss", "-xlH"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 5 and f[4] == path:
+            return int(f[2]), int(f[3])
+    return None
+
+
+def test_full_queue_is_back_pressure_not_an_outage(runtime):
+    # With every worker busy and the request queue full (1024), the runtime
+    # stops reading requests (bounded queueing) but keeps accepting
+    # connections: nothing waits in the listen backlog, so a client's
+    # connect() never fails, and a stats probe is still answered.  Once the
+    # queue has room, the waiting clients are read and served.
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 1500
+    if hard != resource.RLIM_INFINITY and hard < need:
+        pytest.skip("needs %d file descriptors" % need)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    rt = runtime(H("pid_sleep"))
+    clients = []
+    try:
+        clients = send_queued(rt, {"sleep_ms": 2500}, [{"n": i} for i in range(1024)])
+        assert wait_for(lambda: "request queue full" in rt.stderr(), 10), rt.stderr()
+        for i in range(1024, 1074):
+            c = Client(rt.socket)
+            c.send(envelope({"n": i}))  # parked: read once the queue has room
+            clients.append(c)
+        if shutil.which("ss"):
+            # Everything was accepted: nothing waits in the backlog.
+            assert wait_for(lambda: listen_queue(rt.socket)[0] == 0, 5), listen_queue(rt.socket)
+            with open("/proc/sys/net/core/somaxconn") as f:
+                assert listen_queue(rt.socket)[1] == int(f.read())
+        stats = probe(rt)  # answered although requests are not being read
+        assert (stats["busy"], stats["queued"]) == (1, 1024), stats
+        answers = [c.recv() for c in clients]
+        assert answers[0][0]["payload"]["in"] == {"sleep_ms": 2500}
+        assert [a[0]["payload"]["in"]["n"] for a in answers[1:]] == list(range(1074))
+        assert "request queue has room again" in rt.stderr()
+    finally:
+        for c in clients:
+            c.close()
