@@ -1,28 +1,20 @@
 #include "pool.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <jansson.h>
-#include <linux/sockios.h>
-
-#include "frame.h"
+#include "chan.h"
 #include "log.h"
 #include "procstatus.h"
 #include "reap.h"
-#include "usock.h"
-#include "worker.h"
+#include "spawn.h"
 
 #define ANSWER_SLACK  65536 /* worker answers may exceed the limit by an error text */
 #define EARLY_DEATH_S 1.0   /* a worker dying this soon after start counts as failing */
@@ -39,24 +31,19 @@ enum worker_state {
 };
 
 struct worker {
-    ev_io rio;
-    ev_io wio;
+    struct chan ch; /* the supervisor's end of its channel */
     ev_child child;
     ev_timer restart;
     ev_timer grace; /* W_BROKEN: kills it if it does not exit by itself */
     struct pool *pool;
     int slot;
     pid_t pid;
-    int fd; /* owned: supervisor end of the channel, -1 when none */
     enum worker_state state;
-    struct frame_reader rd;
-    struct frame_writer wr; /* the request being sent; its body is the owner's */
-    void *owner;            /* while W_BUSY; NULL once its client went away */
-    enum reap_kill kill;    /* why the supervisor sent it SIGKILL, if it did */
-    bool fatal_reported;    /* it sent a fatal start-up line */
-    bool reset;             /* the channel was reset: the worker died with input unread */
-    bool exited;            /* being reaped: never idle again, whatever it says */
-    int early_deaths;       /* consecutive deaths soon after start */
+    void *owner;         /* while W_BUSY; NULL once its client went away */
+    enum reap_kill kill; /* why the supervisor sent it SIGKILL, if it did */
+    bool fatal_reported; /* it sent a fatal start-up line */
+    bool exited;         /* being reaped: never idle again, whatever it says */
+    int early_deaths;    /* consecutive deaths soon after start */
     ev_tstamp started;
 };
 
@@ -83,35 +70,26 @@ static void worker_kill(struct worker *w, enum reap_kill reason);
 static void worker_control(struct worker *w, const char *body, size_t len)
 {
     struct pool *p = w->pool;
-    json_t *o = json_loadb(body, len, 0, NULL);
-    const char *kind = json_string_value(json_object_get(o, WORKER_MSG_KEY));
-    const char *msg = json_string_value(json_object_get(o, "message"));
-    if (kind && strcmp(kind, WORKER_MSG_READY) == 0) {
-        w->state = W_IDLE;
-        w->early_deaths = 0;
-        const char *mod = json_string_value(json_object_get(o, "module"));
-        const char *ver = json_string_value(json_object_get(o, "version"));
-        log_debug("worker %ld ready (slot %d, module %s %s)", (long)w->pid, w->slot,
-                  mod ? mod : "-", ver ? ver : "");
-        json_decref(o);
-        if (!p->all_ready) {
-            size_t ready = 0;
-            for (size_t i = 0; i < p->n; i++)
-                ready += p->workers[i].state == W_IDLE;
-            if (ready == p->n) {
-                p->all_ready = true;
-                p->ev->all_ready(p->ctx);
-            }
-        }
-        p->ev->idle(p->ctx);
+    char text[1024];
+    if (!spawn_report(body, len, text, sizeof text)) {
+        w->fatal_reported = true;
+        p->ev->start_failed(p->ctx, (long)w->pid, text);
+        worker_kill(w, REAP_KILL_START);
         return;
     }
-    w->fatal_reported = true;
-    pid_t pid = w->pid;
-    p->ev->start_failed(p->ctx, (long)pid,
-                        msg ? msg : "worker sent an unreadable start-up message");
-    json_decref(o);
-    worker_kill(w, REAP_KILL_START);
+    w->state = W_IDLE;
+    w->early_deaths = 0;
+    log_debug("worker %ld ready (slot %d, module %s)", (long)w->pid, w->slot, text);
+    if (!p->all_ready) {
+        size_t ready = 0;
+        for (size_t i = 0; i < p->n; i++)
+            ready += p->workers[i].state == W_IDLE;
+        if (ready == p->n) {
+            p->all_ready = true;
+            p->ev->all_ready(p->ctx);
+        }
+    }
+    p->ev->idle(p->ctx);
 }
 
 /* An answer from a busy worker.  Takes ownership of body. */
@@ -121,7 +99,7 @@ static void worker_answer(struct worker *w, char *body, size_t len)
     void *owner = w->owner;
     w->owner = NULL;
     w->state = W_IDLE;
-    ev_io_stop(p->loop, &w->wio);
+    chan_cancel(&w->ch);
     if (owner)
         p->ev->answer(p->ctx, owner, body, len);
     else
@@ -142,59 +120,33 @@ static void worker_kill(struct worker *w, enum reap_kill reason)
 static void worker_protocol_error(struct worker *w, const char *what)
 {
     log_error("worker %ld broke the channel protocol (%s): killing it", (long)w->pid, what);
-    ev_io_stop(w->pool->loop, &w->rio);
     worker_kill(w, REAP_KILL_PROTOCOL);
 }
 
-/* Reads from the worker's channel.  Returns 1 when a frame was handled (call
- * again for more), 0 when there is nothing more now, -1 at the end of the
- * stream or on an error (the exit status tells the rest). */
-static int worker_read(struct worker *w)
+/* A whole frame from the worker (chan_frame_fn). */
+static bool worker_frame(void *data, char *body, size_t len)
 {
-    int rc = frame_reader_read(&w->rd, w->fd);
-    if (rc == FRAME_IO_AGAIN)
-        return 0;
-    if (rc == -ECONNRESET)
-        w->reset = true;
-    if (rc == -EMSGSIZE || rc == -ENOMEM) {
-        worker_protocol_error(w, rc == -EMSGSIZE ? "answer too large" : "out of memory");
-        return -1;
-    }
-    if (rc < 0)
-        return -1;
-    size_t len;
-    char *body = frame_reader_take(&w->rd, &len);
+    struct worker *w = data;
     if (w->state == W_STARTING) {
         worker_control(w, body, len);
         free(body);
-    } else if (w->state == W_BUSY) {
+        return !w->fatal_reported; /* ready (and maybe busy already), or done */
+    }
+    if (w->state == W_BUSY) {
         worker_answer(w, body, len);
-    } else {
-        free(body);
-        worker_protocol_error(w, "unexpected frame");
-        return -1;
+        return true;
     }
-    return w->fd >= 0 && w->state != W_OFF ? 1 : -1;
+    free(body);
+    worker_protocol_error(w, "unexpected frame");
+    return false;
 }
 
-static void worker_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+/* The worker's channel stopped reading (chan_end_fn): at its end the exit
+ * status tells the rest. */
+static void worker_end(void *data, int err)
 {
-    struct worker *w = io->data;
-    (void)revents;
-    if (worker_read(w) < 0)
-        ev_io_stop(loop, &w->rio);
-}
-
-static void worker_write_cb(struct ev_loop *loop, ev_io *io, int revents)
-{
-    struct worker *w = io->data;
-    (void)revents;
-    if (w->state != W_BUSY || !w->owner) {
-        ev_io_stop(loop, io);
-        return;
-    }
-    if (frame_writer_write(&w->wr, w->fd) != FRAME_IO_AGAIN)
-        ev_io_stop(loop, io); /* done, or the worker is dying */
+    if (err == -EMSGSIZE || err == -ENOMEM)
+        worker_protocol_error(data, err == -EMSGSIZE ? "answer too large" : "out of memory");
 }
 
 /* ---- deaths --------------------------------------------------------------- */
@@ -229,23 +181,6 @@ static void count_restart(struct pool *p, const struct worker *w, enum worker_st
         p->restarts[cause]++;
 }
 
-/*
- * Whether busy worker w, now dead, had taken its request: the whole request
- * was written and the worker read all of it.  Bytes it never read either
- * still sit in its socket (SIOCOUTQ, when a child of the worker keeps the
- * socket open) or were dropped with it, which resets our end (ECONNRESET).
- * Call before closing w->fd.
- */
-static bool request_taken(const struct worker *w)
-{
-    int unread = 0;
-    if (w->kill == REAP_KILL_PROTOCOL)
-        return true; /* it answered, badly */
-    if (ioctl(w->fd, SIOCOUTQ, &unread) != 0)
-        unread = 0;
-    return reap_taken(frame_writer_done(&w->wr), w->reset, unread);
-}
-
 static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
 {
     struct worker *w = ch->data;
@@ -257,18 +192,16 @@ static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
     w->exited = true;
 
     /* An answer may still sit in the channel: deliver it before judging. */
-    while (w->fd >= 0 && (w->state == W_BUSY || w->state == W_STARTING) && worker_read(w) > 0)
+    while ((w->state == W_BUSY || w->state == W_STARTING) && chan_read(&w->ch) > 0)
         ;
 
     enum worker_state was = w->state;
     void *owner = w->owner;
-    bool taken = was == W_BUSY && w->fd >= 0 ? request_taken(w) : true;
-    ev_io_stop(loop, &w->rio);
-    ev_io_stop(loop, &w->wio);
-    if (w->fd >= 0)
-        close(w->fd);
-    w->fd = -1;
-    frame_reader_reset(&w->rd);
+    /* A request it never read all of cost it nothing; one it answered
+     * badly, it had. */
+    bool taken =
+        was != W_BUSY || w->ch.fd < 0 || w->kill == REAP_KILL_PROTOCOL || chan_delivered(&w->ch);
+    chan_close(&w->ch);
     w->state = W_OFF;
     w->owner = NULL;
 
@@ -310,7 +243,7 @@ static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
     }
     bool early = was == W_STARTING || (was == W_IDLE && ev_now(loop) - w->started < EARLY_DEATH_S);
     w->kill = REAP_KILL_NONE;
-    w->fatal_reported = w->reset = w->exited = false;
+    w->fatal_reported = w->exited = false;
     w->pid = 0;
 
     /* While draining, a replacement is still needed for queued requests. */
@@ -326,55 +259,23 @@ static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
 static void worker_spawn(struct worker *w)
 {
     struct pool *p = w->pool;
-    int sp[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
-        log_error("cannot start worker: socketpair: %s", strerror(errno));
-        schedule_restart(w, true);
-        return;
-    }
-    pid_t parent = getpid();
-    char *const argv[] = {(char *)"asya-runtime", (char *)WORKER_ARG, NULL};
-    pid_t pid = fork();
+    char err[256];
+    int fd = -1;
+    pid_t pid = spawn_worker(p->exe, &fd, err, sizeof err);
     if (pid < 0) {
-        log_error("cannot start worker: fork: %s", strerror(errno));
-        close(sp[0]);
-        close(sp[1]);
+        log_error("cannot start worker: %s", err);
         schedule_restart(w, true);
         return;
     }
-    if (pid == 0) {
-        /* Child: only async-signal-safe calls until exec. */
-        sigset_t all;
-        sigemptyset(&all);
-        sigprocmask(SIG_SETMASK, &all, NULL);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(1);
-        if (sp[1] == WORKER_CHANNEL_FD) {
-            int fl = fcntl(sp[1], F_GETFD);
-            fcntl(sp[1], F_SETFD, fl & ~FD_CLOEXEC);
-        } else if (dup2(sp[1], WORKER_CHANNEL_FD) < 0) {
-            _exit(127);
-        }
-        execv(p->exe, argv);
-        _exit(127);
-    }
-    close(sp[1]);
-    if (usock_set_nonblock(sp[0], 1) != 0)
-        log_warn("worker channel: cannot make it non-blocking");
     w->pid = pid;
-    w->fd = sp[0];
     w->state = W_STARTING;
     w->started = ev_now(p->loop);
     w->owner = NULL;
     w->kill = REAP_KILL_NONE;
-    w->fatal_reported = w->reset = w->exited = false;
-    frame_reader_init(&w->rd, p->cfg->max_message + ANSWER_SLACK);
+    w->fatal_reported = w->exited = false;
+    chan_open(&w->ch, fd, p->cfg->max_message + ANSWER_SLACK);
     ev_child_set(&w->child, pid, 0);
     ev_child_start(p->loop, &w->child);
-    ev_io_set(&w->rio, w->fd, EV_READ);
-    ev_io_set(&w->wio, w->fd, EV_WRITE);
-    ev_io_start(p->loop, &w->rio);
     log_debug("started worker %ld (slot %d)", (long)pid, w->slot);
 }
 
@@ -412,7 +313,6 @@ static void worker_broken(struct worker *w, int err)
               strerror(-err));
     w->state = W_BROKEN;
     w->owner = NULL;
-    ev_io_stop(p->loop, &w->wio);
     ev_timer_set(&w->grace, BROKEN_S, 0);
     ev_timer_start(p->loop, &w->grace);
 }
@@ -442,11 +342,7 @@ struct pool *pool_new(struct ev_loop *loop, const struct runtime_config *cfg, co
         struct worker *w = &p->workers[i];
         w->pool = p;
         w->slot = (int)i;
-        w->fd = -1;
-        ev_io_init(&w->rio, worker_read_cb, -1, EV_READ);
-        w->rio.data = w;
-        ev_io_init(&w->wio, worker_write_cb, -1, EV_WRITE);
-        w->wio.data = w;
+        chan_init(&w->ch, loop, worker_frame, worker_end, w);
         ev_child_init(&w->child, worker_child_cb, 0, 0);
         w->child.data = w;
         ev_timer_init(&w->restart, worker_restart_cb, 0, 0);
@@ -467,12 +363,8 @@ void pool_free(struct pool *p)
 {
     if (!p)
         return;
-    for (size_t i = 0; i < p->n; i++) {
-        struct worker *w = &p->workers[i];
-        if (w->fd >= 0)
-            close(w->fd);
-        frame_reader_reset(&w->rd);
-    }
+    for (size_t i = 0; i < p->n; i++)
+        chan_close(&p->workers[i].ch);
     free(p->workers);
     free(p);
 }
@@ -481,16 +373,14 @@ struct worker *pool_submit(struct pool *p, const char *body, size_t len, void *o
 {
     for (size_t i = 0; i < p->n; i++) {
         struct worker *w = &p->workers[i];
-        if (w->state != W_IDLE || w->exited || frame_writer_init(&w->wr, body, len) != 0)
-            continue;
-        w->owner = owner;
-        w->state = W_BUSY;
-        w->reset = false;
-        int rc = frame_writer_write(&w->wr, w->fd);
-        if (rc == FRAME_IO_AGAIN)
-            ev_io_start(p->loop, &w->wio);
-        if (rc >= 0 || w->wr.off > 0)
-            return w; /* sent, or partly: if it dies now its death tells */
+        if (w->state != W_IDLE || w->exited || w->kill != REAP_KILL_NONE)
+            continue; /* not idle, or dying */
+        int rc = chan_send(&w->ch, body, len);
+        if (rc == 0) {
+            w->owner = owner;
+            w->state = W_BUSY;
+            return w; /* if it dies now, chan_delivered tells whether it took it */
+        }
         /* Nothing could be sent: the worker is gone or going.  The request
          * was never its, so it goes to the next idle worker. */
         worker_broken(w, rc);
@@ -500,8 +390,9 @@ struct worker *pool_submit(struct pool *p, const char *body, size_t len, void *o
 
 void pool_abandon(struct pool *p, struct worker *w)
 {
+    (void)p;
     w->owner = NULL;
-    ev_io_stop(p->loop, &w->wio); /* the request body was the owner's */
+    chan_cancel(&w->ch); /* the request body was the owner's */
     if (w->kill != REAP_KILL_NONE)
         return;
     log_warn("client disconnected while worker %ld was handling its request: killing the worker",
@@ -524,12 +415,7 @@ void pool_stop(struct pool *p)
             worker_kill(w, REAP_KILL_SHUTDOWN);
         if (w->state == W_IDLE)
             w->state = W_STOPPING;
-        ev_io_stop(p->loop, &w->rio);
-        ev_io_stop(p->loop, &w->wio);
-        if (w->fd >= 0) {
-            close(w->fd);
-            w->fd = -1;
-        }
+        chan_close(&w->ch);
     }
     ev_timer_set(&p->stop_timer, WORKER_STOP_S, 0);
     ev_timer_start(p->loop, &p->stop_timer);

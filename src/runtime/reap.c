@@ -19,11 +19,6 @@ double reap_backoff(int early_deaths)
     return delay > REAP_BACKOFF_MAX_S ? REAP_BACKOFF_MAX_S : delay;
 }
 
-bool reap_taken(bool written, bool reset, int unread)
-{
-    return written && !reset && unread <= 0;
-}
-
 enum reap_cause reap_cause(int status, enum reap_kill kill)
 {
     if (kill == REAP_KILL_SHUTDOWN)

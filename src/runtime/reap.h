@@ -1,9 +1,8 @@
 /*
  * reap.h - what a worker's death means, as pure functions for the pool
  * (pool.c): which restart cause it counts as, how long to wait before
- * restarting a worker that keeps failing, whether a dead worker had taken
- * the request lent to it, and the error answer owed to that request's
- * client.  No process, fd or loop is touched here.
+ * restarting a worker that keeps failing, and the error answer owed to the
+ * client of the request it had.  No process, fd or loop is touched here.
  */
 #ifndef ASYA_REAP_H
 #define ASYA_REAP_H
@@ -53,25 +52,14 @@ const char *reap_cause_name(enum reap_cause cause);
 double reap_backoff(int early_deaths);
 
 /*
- * Whether a worker that died while a request was lent to it had taken that
- * request, that is read all of it, so that the handler may have run it:
- * written tells that the whole request was sent, reset that the worker's
- * end was closed with bytes unread (ECONNRESET on ours), unread counts the
- * bytes still queued to it (SIOCOUTQ; a child of the worker may keep its
- * socket open).  A request the worker never took cost it nothing and may be
- * lent to another worker.
- */
-bool reap_taken(bool written, bool reset, int unread);
-
-/*
  * The error answer (a protocol error array) for the client of worker pid,
  * running handler, that ended with wait status while the request was lent
  * to it; kill as for reap_cause.  An OOM kill answers oom_error, anything
  * else processing_error with a type naming the failure (the signal,
- * WorkerExit, WorkerProtocolError, WorkerKilled).  taken: as reap_taken (the
- * message then says "while handling the request", otherwise "before it read
- * the request").  Returns the text (free with free()) with *len set, or NULL
- * when out of memory.
+ * WorkerExit, WorkerProtocolError, WorkerKilled).  taken: the worker had
+ * read all of the request (the message then says "while handling the
+ * request", otherwise "before it read the request").  Returns the text (free with free()) with *len
+ * set, or NULL when out of memory.
  */
 char *reap_error_answer(long pid, const char *handler, int status, enum reap_kill kill, bool taken,
                         size_t *len) __attribute__((warn_unused_result));

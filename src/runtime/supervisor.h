@@ -1,15 +1,15 @@
 /*
- * supervisor.h - the asya-runtime supervisor: a libev loop that owns the
- * unix socket, a pool of pre-forked worker processes and the relay between
- * clients (sidecars) and workers.
+ * supervisor.h - the asya-runtime supervisor: one libev loop that relays
+ * requests from clients (sidecars) to a pool of worker processes.
  *
- * Model: the supervisor reads a whole request frame from a client, queues it
- * until a worker is idle, writes it to that worker over a socketpair in the
- * same framing and relays the worker's answer back.  A client connection
- * carries one request at a time (further input is not read until the answer
- * is sent: back-pressure instead of failure) and stays open for the next one.
- * Handler code never runs in the supervisor, so nothing a handler does can
- * take it down: a worker that dies is answered for and replaced.
+ * Owns: the request queue between the two (bounded: when it is full,
+ * clients stop being read, not refused), the control "stats" answer, the
+ * ready file, signals and shutdown (stop accepting, finish what is in
+ * flight within ASYA_SHUTDOWN_TIMEOUT, stop the workers, remove the files).
+ * Client connections are conn.c's, worker processes pool.c's.  Handler code
+ * never runs in the supervisor, so nothing a handler does can take it down:
+ * a worker that dies is answered for (only the request it was running) and
+ * replaced.
  */
 #ifndef ASYA_SUPERVISOR_H
 #define ASYA_SUPERVISOR_H
