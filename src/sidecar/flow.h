@@ -1,7 +1,7 @@
 /*
- * flow.h - each consumed message's way from delivery to ack: admission
- * (admission.h), the runtime call (rtclient.h), routing (routing.h),
- * publishing with confirms (confirm.h), settling (msgpool.h).
+ * flow.h - each consumed message's way in: delivery, admission
+ * (admission.h), waiting for a runtime slot, the runtime call (rtclient.h)
+ * and routing its answer (routing.h); what comes out goes to publish.h.
  *
  * Owns no state of its own: it works on struct sidecar (sidecar_int.h).
  * The loop (sidecar.c) passes the broker and runtime events below to
@@ -19,10 +19,5 @@ extern const struct broker_events flow_broker_events;
 void flow_run_waiting(struct sidecar *sc);
 /* Hand every waiting message back to the queue (runtime down, shutdown). */
 void flow_requeue_waiting(struct sidecar *sc, enum requeue_reason why);
-/* Send the batched acks (end of a loop iteration). */
-void flow_flush_acks(struct sidecar *sc);
-/* Grace period over: reject what has not produced anything yet, keep
- * waiting for the confirms of what has.  Returns true when nothing is left. */
-bool flow_grace_over(struct sidecar *sc);
 
 #endif /* ASYA_FLOW_H */

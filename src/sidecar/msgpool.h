@@ -53,6 +53,12 @@ struct msgpool {
     size_t nacks;
 };
 
+/* The envelope id of m for log lines (borrowed), NULL until it parsed. */
+static inline const char *message_id(const struct message *m)
+{
+    return m->env.id;
+}
+
 /* Allocate n messages.  Returns 0 or -ENOMEM (pool left empty). */
 int msgpool_init(struct msgpool *p, unsigned n) __attribute__((warn_unused_result));
 

@@ -8,6 +8,7 @@
 #include "flow.h"
 #include "log.h"
 #include "prefetch.h"
+#include "publish.h"
 #include "sidecar_int.h"
 
 #include <errno.h>
@@ -120,10 +121,10 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     (void)w;
     (void)revents;
     if (!sc->broker_failed) {
-        flow_flush_acks(sc);
+        publish_flush_acks(sc);
         if (broker_pending(sc->broker)) {
             broker_poll_now(sc);
-            flow_flush_acks(sc);
+            publish_flush_acks(sc);
         }
     }
     if (sc->shutting_down && sc->pool.active == 0 && sc->pool.nacks == 0)
@@ -263,7 +264,7 @@ static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
     log_warn("shutdown grace period over with %u message(s) in flight; requeueing those not "
              "yet published",
              sc->pool.active);
-    if (flow_grace_over(sc) || !broker_connected(sc->broker)) {
+    if (publish_grace_over(sc) || !broker_connected(sc->broker)) {
         drop_all(sc);
         ev_break(loop, EVBREAK_ALL);
         return;
@@ -432,7 +433,7 @@ int sidecar_run(struct sidecar *sc)
     ev_signal_start(sc->loop, &sc->sigint);
     schedule_reconnect(sc);
     ev_run(sc->loop, 0);
-    flow_flush_acks(sc);
+    publish_flush_acks(sc);
     broker_disconnect(sc->broker);
     return sc->exit_code;
 }
