@@ -1,36 +1,22 @@
 #include "worker.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "envelope.h"
+#include "jspan.h"
 #include "frame.h"
 #include "log.h"
 #include "protocol.h"
-
-/* ASan reserves terabytes of address space for its shadow memory, so an
- * RLIMIT_AS would make every later mmap fail; sanitizer builds skip it. */
-#if defined(__SANITIZE_ADDRESS__)
-#define WORKER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define WORKER_ASAN 1
-#endif
-#endif
-#ifndef WORKER_ASAN
-#define WORKER_ASAN 0
-#endif
+#include "wsetup.h"
 
 #define TYPE_MAX    128
 #define MESSAGE_MAX ((size_t)16 * 1024)
@@ -66,110 +52,12 @@ static int sbuf_add(struct sbuf *b, const char *s, size_t n)
     return 0;
 }
 
-/* ---- locating members in validated JSON text -------------------------------
+/* ---- the request's members as received ------------------------------------
  *
  * The answer carries the payload and route exactly as received (numbers keep
  * their spelling; jansson would print 0.1 as 0.10000000000000001), so the
- * worker slices them out of the request text.  The text has already been
- * validated by jansson; anything surprising (escaped keys) makes the scanner
- * give up and the caller falls back to re-serialising the parsed value.
+ * worker slices them out of the request text (jspan.h).
  */
-
-static size_t skip_ws(const char *s, size_t i, size_t n)
-{
-    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
-        i++;
-    return i;
-}
-
-/* s[i] is '"'.  Returns the index after the closing quote, or SIZE_MAX. */
-static size_t skip_string(const char *s, size_t i, size_t n, bool *escaped)
-{
-    for (i++; i < n; i++) {
-        if (s[i] == '\\') {
-            *escaped = true;
-            i++;
-        } else if (s[i] == '"') {
-            return i + 1;
-        }
-    }
-    return SIZE_MAX;
-}
-
-static size_t skip_value(const char *s, size_t i, size_t n)
-{
-    bool esc = false;
-    if (i >= n)
-        return SIZE_MAX;
-    if (s[i] == '"')
-        return skip_string(s, i, n, &esc);
-    if (s[i] == '{' || s[i] == '[') {
-        size_t depth = 0;
-        while (i < n) {
-            char c = s[i];
-            if (c == '"') {
-                i = skip_string(s, i, n, &esc);
-                if (i == SIZE_MAX)
-                    return SIZE_MAX;
-                continue;
-            }
-            if (c == '{' || c == '[') {
-                depth++;
-            } else if (c == '}' || c == ']') {
-                if (--depth == 0)
-                    return i + 1;
-            }
-            i++;
-        }
-        return SIZE_MAX;
-    }
-    size_t start = i;
-    while (i < n && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' && s[i] != '\t' &&
-           s[i] != '\n' && s[i] != '\r')
-        i++;
-    return i > start ? i : SIZE_MAX;
-}
-
-/* Finds the value of the top-level member key (the last one, as jansson
- * keeps).  Returns true with *vs and *vl set, false when absent or unsure. */
-static bool member_span(const char *s, size_t n, const char *key, const char **vs, size_t *vl)
-{
-    size_t klen = strlen(key);
-    bool found = false;
-    size_t i = skip_ws(s, 0, n);
-    if (i >= n || s[i] != '{')
-        return false;
-    i = skip_ws(s, i + 1, n);
-    if (i < n && s[i] == '}')
-        return false;
-    for (;;) {
-        if (i >= n || s[i] != '"')
-            return false;
-        bool esc = false;
-        size_t kend = skip_string(s, i, n, &esc);
-        if (kend == SIZE_MAX || esc)
-            return false;
-        bool match = kend - i - 2 == klen && memcmp(s + i + 1, key, klen) == 0;
-        i = skip_ws(s, kend, n);
-        if (i >= n || s[i] != ':')
-            return false;
-        i = skip_ws(s, i + 1, n);
-        size_t vend = skip_value(s, i, n);
-        if (vend == SIZE_MAX)
-            return false;
-        if (match) {
-            *vs = s + i;
-            *vl = vend - i;
-            found = true;
-        }
-        i = skip_ws(s, vend, n);
-        if (i < n && s[i] == ',') {
-            i = skip_ws(s, i + 1, n);
-            continue;
-        }
-        return i < n && s[i] == '}' && found;
-    }
-}
 
 /* A member's text as received, or re-serialised when it cannot be sliced.
  * Returns a NUL-terminated copy (free with free()), or NULL on OOM. */
@@ -178,7 +66,7 @@ static char *member_text(const char *req, size_t len, json_t *root, const char *
 {
     const char *vs = NULL;
     size_t vl = 0;
-    if (member_span(req, len, key, &vs, &vl)) {
+    if (jspan_member(req, len, key, &vs, &vl)) {
         char *s = malloc(vl + 1);
         if (!s)
             return NULL;
@@ -495,94 +383,15 @@ static int send_control(int fd, const char *kind, const char *message, const str
     return rc;
 }
 
-/* Address space in use now, in bytes (0 when unknown). */
-static size_t address_space_used(void)
-{
-    FILE *f = fopen("/proc/self/statm", "re");
-    if (!f)
-        return 0;
-    unsigned long pages = 0;
-    if (fscanf(f, "%lu", &pages) != 1)
-        pages = 0;
-    fclose(f);
-    return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static int apply_memory_limit(const struct runtime_config *cfg, char *err, size_t errlen)
-{
-    if (cfg->memory_mb <= 0)
-        return 0;
-    if (WORKER_ASAN) {
-        log_warn("ASYA_WORKER_MEMORY_MB=%ld ignored: RLIMIT_AS cannot work in an AddressSanitizer "
-                 "build",
-                 cfg->memory_mb);
-        return 0;
-    }
-    rlim_t limit = (rlim_t)cfg->memory_mb * 1024 * 1024;
-    size_t used = address_space_used();
-    if (used && limit < (rlim_t)used + (rlim_t)8 * 1024 * 1024) {
-        snprintf(err, errlen,
-                 "ASYA_WORKER_MEMORY_MB=%ld is too small: a worker already uses %zu MiB of "
-                 "address space before loading the handler",
-                 cfg->memory_mb, used / ((size_t)1024 * 1024));
-        return -EINVAL;
-    }
-    struct rlimit rl = {.rlim_cur = limit, .rlim_max = limit};
-    if (setrlimit(RLIMIT_AS, &rl) != 0) {
-        snprintf(err, errlen, "ASYA_WORKER_MEMORY_MB=%ld: setrlimit(RLIMIT_AS): %s", cfg->memory_mb,
-                 strerror(errno));
-        return -errno;
-    }
-    return 0;
-}
-
-/* Does nothing: see worker_signals. */
-static void on_ignored_signal(int sig)
-{
-    (void)sig;
-}
-
-/*
- * The worker's signal state, set before any handler code runs.  The signal
- * mask is empty.  SIGINT and SIGTERM (a terminal's ^C or a kill of the whole
- * process group: the supervisor owns shutdown, it closes the channel and the
- * worker then runs asya_fini) and SIGPIPE (a write to a closed pipe is an
- * EPIPE error, as under the reference Python runtime) do nothing to the
- * worker.  They are caught by a function that does nothing rather than set
- * to SIG_IGN: an ignored signal stays ignored across exec, so every program
- * a handler runs (popen, system, posix_spawn) would start with SIGINT,
- * SIGTERM and SIGPIPE ignored, while a caught one is reset to its default.
- * Other dispositions, inherited from whoever started the runtime, are left
- * as they are.
- */
-static void worker_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_ignored_signal;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGPIPE, &sa, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-}
-
 int worker_main(int fd, const struct runtime_config *cfg)
 {
     char err[1024];
     struct loader ld;
 
-    worker_signals();
-    /* The channel is the worker's alone: programs a handler runs do not
-     * inherit it (they would keep it open after the worker died). */
-    int fl = fcntl(fd, F_GETFD);
-    if (fl >= 0)
-        fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+    wsetup_signals();
+    wsetup_channel(fd);
 
-    if (apply_memory_limit(cfg, err, sizeof err) != 0 ||
+    if (wsetup_memory_limit(cfg, err, sizeof err) != 0 ||
         loader_open(&ld, cfg->handler, cfg->lib_path, cfg->func, err, sizeof err) != 0) {
         if (send_control(fd, WORKER_MSG_FATAL, err, NULL) != 0)
             log_error("%s", err); /* the supervisor is gone; say it ourselves */
