@@ -430,3 +430,51 @@ def wait_for(cond: Callable[[], bool], timeout: float, step: float = 0.05) -> bo
             return True
         time.sleep(step)
     return cond()
+
+
+# ---- helpers for tests that need more than the fixtures above (test_containment.py) ----
+
+
+class FakeRuntimeOpts(FakeRuntime):
+    """A fake runtime started with extra fake_runtime.py options (--echo-only,
+    --backlog, --accept-delay, --accept-gate).  With wait=False it only waits for
+    the "ready" line (the socket listens) and never connects to it, so a probe
+    connection cannot take a slot of a tiny listen backlog."""
+
+    def __init__(self, name, sock, req_log, log_path, opts, wait=True):
+        self.sock = sock
+        self.req_log = req_log
+        if os.path.exists(sock):
+            os.unlink(sock)
+        Proc.__init__(self, name, [PY, FAKE_RUNTIME, "--socket", sock, "--log", req_log,
+                                   *opts], clean_env(), log_path)
+        if wait:
+            wait_socket(sock, self, timeout=10)
+            return
+        deadline = time.monotonic() + 10
+        while "ready" not in self.log_text():
+            if not self.alive():
+                raise RuntimeError(f"{name} exited during start-up:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not listening after 10 s:\n{self.log_tail()}")
+            time.sleep(0.02)
+
+
+def fake_runtime_opts(ctx: "Ctx", *opts: str, sock: Optional[str] = None,
+                      name: str = "fake-runtime", wait: bool = True) -> FakeRuntimeOpts:
+    """ctx.fake_runtime() with extra fake_runtime.py options; stopped with the test."""
+    p = FakeRuntimeOpts(name, sock or ctx.sock, ctx.req_log, ctx._log_path(name), list(opts),
+                        wait=wait)
+    ctx.procs.append(p)
+    return p
+
+
+def broker_rabbitmqctl(*args: str, timeout: float = 90) -> str:
+    """rabbitmqctl <args> on the suite's private broker (tests/lib/broker.sh ctl);
+    returns its output."""
+    if not BROKER_DIR:
+        pytest.skip("ASYA_TEST_BROKER_DIR not set (run through tests/sidecar/run.sh)")
+    p = subprocess.run(["bash", BROKER_SH, "ctl", BROKER_DIR, *args], check=True,
+                       timeout=timeout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True)
+    return p.stdout

@@ -20,7 +20,14 @@ The payload steers it, so one process serves every test:
   {"op": "half"}                  -> half a frame, then hangs
   {"op": "close"}                 -> closes without answering
   {"op": "die"}                   -> the whole process exits (runtime crash)
+  {"op": "hang"}                  -> never answers (holds the connection open)
 Every request is appended as a JSON line to --log (when given).
+
+Options (all optional; the defaults are the behaviour above):
+  --echo-only          ignore "op": answer every request with an echo (a fast runtime)
+  --backlog N          listen(N) instead of listen(64)
+  --accept-delay S     listen at once but accept nothing for S seconds
+  --accept-gate PATH   listen at once but accept nothing until PATH exists
 """
 import argparse
 import json
@@ -47,10 +54,18 @@ def send_frame(conn, obj_or_bytes):
     conn.sendall(struct.pack(">I", len(data)) + data)
 
 
-def answer(envelope):
+def wait_path(path, limit):
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def answer(envelope, echo_only=False):
     payload = envelope.get("payload")
     route = envelope.get("route")
     op = payload.get("op", "echo") if isinstance(payload, dict) else "echo"
+    if echo_only:
+        return [{"payload": payload, "route": route}]
     if op == "fanout":
         return [{"payload": {"index": i}, "route": route} for i in range(int(payload.get("count", 3)))]
     if op == "empty":
@@ -71,7 +86,7 @@ def answer(envelope):
     return [{"payload": payload, "route": route}]
 
 
-def serve(conn, log_path, lock):
+def serve(conn, log_path, lock, echo_only=False):
     with conn:
         header = recv_exact(conn, 4)
         if header is None:
@@ -91,7 +106,11 @@ def serve(conn, log_path, lock):
                 f.write(json.dumps(envelope) + "\n")
         payload = envelope.get("payload")
         op = payload.get("op") if isinstance(payload, dict) else None
-        if op == "garbage":
+        if echo_only:
+            send_frame(conn, answer(envelope, echo_only=True))
+        elif op == "hang":
+            time.sleep(3600)
+        elif op == "garbage":
             send_frame(conn, b"not json")
         elif op == "huge_len":
             conn.sendall(struct.pack(">I", 0xFFFFFFFF))
@@ -111,18 +130,29 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--socket", required=True)
     ap.add_argument("--log")
+    ap.add_argument("--echo-only", action="store_true")
+    ap.add_argument("--backlog", type=int, default=64)
+    ap.add_argument("--accept-delay", type=float, default=0.0)
+    ap.add_argument("--accept-gate")
     args = ap.parse_args()
     if os.path.exists(args.socket):
         os.unlink(args.socket)
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(args.socket)
-    srv.listen(64)
+    srv.listen(args.backlog)
     lock = threading.Lock()
     print("ready", flush=True)
     try:
+        if args.accept_delay > 0:
+            time.sleep(args.accept_delay)
+        if args.accept_gate:
+            wait_path(args.accept_gate, limit=3600)
+        if args.accept_delay > 0 or args.accept_gate:
+            print("accepting", flush=True)
         while True:
             conn, _ = srv.accept()
-            threading.Thread(target=serve, args=(conn, args.log, lock), daemon=True).start()
+            threading.Thread(target=serve, args=(conn, args.log, lock, args.echo_only),
+                             daemon=True).start()
     except KeyboardInterrupt:
         pass
     finally:
