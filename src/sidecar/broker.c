@@ -13,6 +13,8 @@
 #define CH_MAIN    1 /* consume + publish, confirm mode */
 #define CH_DECLARE 2 /* declares; a failure closes only this channel */
 
+#define BROKER_DECLARED_MAX 1024 /* destination queues remembered as declared */
+
 struct broker {
     struct broker_options opt; /* strings borrowed */
     struct broker_events ev;
@@ -23,9 +25,11 @@ struct broker {
     bool connected;
     bool broken; /* set on any I/O failure; the caller disconnects */
     bool consuming;
+    bool blocked; /* connection.blocked: the broker reads nothing from us */
     uint64_t next_seq;
-    char consumer_tag[256];
-    char **declared; /* queues declared on this connection */
+    char consumer_tag[64];
+    unsigned consumer_seq; /* consumer tags are ours: asya-<pid>-<seq> */
+    char **declared;       /* queues declared on this connection */
     size_t ndeclared;
 };
 
@@ -63,6 +67,7 @@ void broker_disconnect(struct broker *b)
     b->connected = false;
     b->broken = false;
     b->consuming = false;
+    b->blocked = false;
     b->next_seq = 0;
     forget_all(b);
     free(b->url_copy);
@@ -80,6 +85,11 @@ void broker_free(struct broker *b)
 bool broker_connected(const struct broker *b)
 {
     return b->connected && !b->broken;
+}
+
+bool broker_blocked(const struct broker *b)
+{
+    return broker_connected(b) && b->blocked;
 }
 
 bool broker_consuming(const struct broker *b)
@@ -215,6 +225,13 @@ static int ensure_queue(struct broker *b, const char *queue, char *err, size_t e
     int rc = declare_and_bind(b, queue, err, errlen);
     if (rc)
         return rc;
+    /* Destination names come from envelopes: keep at most BROKER_DECLARED_MAX,
+     * forgetting the oldest (declaring again is only a round trip). */
+    if (b->ndeclared >= BROKER_DECLARED_MAX) {
+        free(b->declared[0]);
+        memmove(b->declared, b->declared + 1, (b->ndeclared - 1) * sizeof *b->declared);
+        b->ndeclared--;
+    }
     char **d = realloc(b->declared, (b->ndeclared + 1) * sizeof *d);
     char *copy = strdup(queue);
     if (!d || !copy) {
@@ -299,8 +316,22 @@ int broker_connect(struct broker *b, char *err, size_t errlen)
     amqp_set_rpc_timeout(b->conn, &rpc_timeout);
     if (open_socket(b, err, errlen))
         goto fail;
-    amqp_rpc_reply_t r = amqp_login(b->conn, b->ci.vhost, 0, 131072, b->opt.heartbeat_s,
-                                    AMQP_SASL_METHOD_PLAIN, b->ci.user, b->ci.password);
+    /* Ask for connection.blocked, so a memory or disk alarm is announced
+     * instead of silently stopping every publish (rabbitmq-c merges these
+     * capabilities into its own). */
+    amqp_table_entry_t caps[2] = {
+        {.key = amqp_cstring_bytes("connection.blocked"),
+         .value = {.kind = AMQP_FIELD_KIND_BOOLEAN, .value = {.boolean = 1}}},
+        {.key = amqp_cstring_bytes("consumer_cancel_notify"),
+         .value = {.kind = AMQP_FIELD_KIND_BOOLEAN, .value = {.boolean = 1}}},
+    };
+    amqp_table_entry_t prop = {.key = amqp_cstring_bytes("capabilities"),
+                               .value = {.kind = AMQP_FIELD_KIND_TABLE,
+                                         .value = {.table = {.num_entries = 2, .entries = caps}}}};
+    amqp_table_t props = {.num_entries = 1, .entries = &prop};
+    amqp_rpc_reply_t r =
+        amqp_login_with_properties(b->conn, b->ci.vhost, 0, 131072, b->opt.heartbeat_s, &props,
+                                   AMQP_SASL_METHOD_PLAIN, b->ci.user, b->ci.password);
     if (reply_check(b, r, "login", err, errlen))
         goto fail;
     b->connected = true;
@@ -330,6 +361,28 @@ fail:
     return -1;
 }
 
+static int lost(struct broker *b, char *err, size_t errlen, const char *fmt, const char *detail)
+{
+    snprintf(err, errlen, fmt, detail);
+    b->broken = true;
+    return -1;
+}
+
+/*
+ * basic.consume, basic.cancel and basic.qos go out without waiting for their
+ * -ok replies (broker_poll skips those): none of them may hold the loop, and
+ * a refusal closes the channel, which broker_poll reports as a lost
+ * connection.
+ */
+static int send_method(struct broker *b, amqp_method_number_t id, void *decoded, const char *what,
+                       char *err, size_t errlen)
+{
+    int rc = amqp_send_method(b->conn, CH_MAIN, id, decoded);
+    if (rc != AMQP_STATUS_OK)
+        return lost(b, err, errlen, what, amqp_error_string2(rc));
+    return 0;
+}
+
 int broker_consume(struct broker *b, char *err, size_t errlen)
 {
     if (!broker_connected(b)) {
@@ -338,13 +391,15 @@ int broker_consume(struct broker *b, char *err, size_t errlen)
     }
     if (b->consuming)
         return 0;
-    amqp_basic_consume_ok_t *ok =
-        amqp_basic_consume(b->conn, CH_MAIN, amqp_cstring_bytes(b->opt.queue), amqp_empty_bytes, 0,
-                           0, 0, amqp_empty_table);
-    if (reply_check(b, amqp_get_rpc_reply(b->conn), "basic.consume", err, errlen) || !ok)
+    snprintf(b->consumer_tag, sizeof b->consumer_tag, "asya-%ld-%u", (long)getpid(),
+             ++b->consumer_seq);
+    amqp_basic_consume_t req = {
+        .queue = amqp_cstring_bytes(b->opt.queue),
+        .consumer_tag = amqp_cstring_bytes(b->consumer_tag),
+        .arguments = amqp_empty_table,
+    };
+    if (send_method(b, AMQP_BASIC_CONSUME_METHOD, &req, "basic.consume: %s", err, errlen))
         return -1;
-    snprintf(b->consumer_tag, sizeof b->consumer_tag, "%.*s", (int)ok->consumer_tag.len,
-             (const char *)ok->consumer_tag.bytes);
     b->consuming = true;
     return 0;
 }
@@ -353,9 +408,9 @@ int broker_cancel(struct broker *b, char *err, size_t errlen)
 {
     if (!broker_connected(b) || !b->consuming)
         return broker_connected(b) ? 0 : -1;
-    amqp_basic_cancel(b->conn, CH_MAIN, amqp_cstring_bytes(b->consumer_tag));
+    amqp_basic_cancel_t req = {.consumer_tag = amqp_cstring_bytes(b->consumer_tag)};
     b->consuming = false;
-    return reply_check(b, amqp_get_rpc_reply(b->conn), "basic.cancel", err, errlen);
+    return send_method(b, AMQP_BASIC_CANCEL_METHOD, &req, "basic.cancel: %s", err, errlen);
 }
 
 /* Integer value of a field, or -1 when it is not an integer. */
@@ -427,13 +482,6 @@ static uint64_t message_seq(const amqp_message_t *msg)
     memcpy(buf, msg->properties.message_id.bytes, n);
     buf[n] = '\0';
     return strtoull(buf, NULL, 10);
-}
-
-static int lost(struct broker *b, char *err, size_t errlen, const char *fmt, const char *detail)
-{
-    snprintf(err, errlen, fmt, detail);
-    b->broken = true;
-    return -1;
 }
 
 int broker_poll(struct broker *b, char *err, size_t errlen)
@@ -510,6 +558,18 @@ int broker_poll(struct broker *b, char *err, size_t errlen)
         }
         case AMQP_BASIC_CANCEL_METHOD:
             return lost(b, err, errlen, "%s", "the broker cancelled the consumer (queue deleted?)");
+        case AMQP_CONNECTION_BLOCKED_METHOD: {
+            amqp_connection_blocked_t *m = frame.payload.method.decoded;
+            char why[256];
+            snprintf(why, sizeof why, "%.*s", (int)m->reason.len, (const char *)m->reason.bytes);
+            b->blocked = true;
+            b->ev.blocked(b->ctx, why);
+            break;
+        }
+        case AMQP_CONNECTION_UNBLOCKED_METHOD:
+            b->blocked = false;
+            b->ev.unblocked(b->ctx);
+            break;
         default:
             break;
         }
@@ -564,8 +624,8 @@ int broker_set_prefetch(struct broker *b, unsigned prefetch, char *err, size_t e
     b->opt.prefetch = prefetch;
     if (!broker_connected(b))
         return 0;
-    amqp_basic_qos(b->conn, CH_MAIN, 0, (uint16_t)prefetch, 0);
-    if (reply_check(b, amqp_get_rpc_reply(b->conn), "basic.qos", err, errlen))
+    amqp_basic_qos_t qos = {.prefetch_count = (uint16_t)prefetch};
+    if (send_method(b, AMQP_BASIC_QOS_METHOD, &qos, "basic.qos: %s", err, errlen))
         return -1;
     if (!b->consuming)
         return 0;
@@ -578,8 +638,8 @@ int broker_set_prefetch(struct broker *b, unsigned prefetch, char *err, size_t e
     b->consuming = false;
     if (broker_consume(b, err, errlen))
         return -1;
-    amqp_basic_cancel(b->conn, CH_MAIN, amqp_cstring_bytes(old));
-    return reply_check(b, amqp_get_rpc_reply(b->conn), "basic.cancel", err, errlen);
+    amqp_basic_cancel_t req = {.consumer_tag = amqp_cstring_bytes(old)};
+    return send_method(b, AMQP_BASIC_CANCEL_METHOD, &req, "basic.cancel: %s", err, errlen);
 }
 
 int broker_ack(struct broker *b, uint64_t tag, bool multiple)

@@ -45,6 +45,11 @@ struct broker_events {
     void (*confirm)(void *ctx, uint64_t seq, bool multiple, bool ack);
     /* A mandatory publish could not be routed; seq identifies it. */
     void (*returned)(void *ctx, uint64_t seq, const char *routing_key);
+    /* connection.blocked (a memory or disk alarm: the broker reads nothing
+     * more from this connection, so nothing may be published or waited
+     * for) and connection.unblocked. */
+    void (*blocked)(void *ctx, const char *reason);
+    void (*unblocked)(void *ctx);
 };
 
 /* Allocate (no I/O).  Returns NULL on allocation failure.  Free with
@@ -69,7 +74,12 @@ bool broker_connected(const struct broker *b);
 /* The socket to watch for readability, or -1. */
 int broker_fd(const struct broker *b);
 
-/* Start / stop consuming the own queue.  Returns 0 or -1 (connection lost). */
+/* True between connection.blocked and connection.unblocked. */
+bool broker_blocked(const struct broker *b);
+
+/* Start / stop consuming the own queue, without waiting for the broker's
+ * reply (a refusal shows up in broker_poll).  Returns 0 or -1 (connection
+ * lost). */
 int broker_consume(struct broker *b, char *err, size_t errlen);
 int broker_cancel(struct broker *b, char *err, size_t errlen);
 bool broker_consuming(const struct broker *b);
@@ -99,8 +109,9 @@ int broker_declare(struct broker *b, const char *queue, char *err, size_t errlen
 int broker_publish_queue(struct broker *b, const char *queue, const char *body, size_t len,
                          long attempts, uint64_t *seq, char *err, size_t errlen);
 
-/* Change the prefetch on the open channel (and for later reconnects).
- * Returns 0 or -1 (connection lost). */
+/* Change the prefetch on the open channel (and for later reconnects), by
+ * replacing the consumer; nothing waits for the broker's replies.  Returns 0
+ * or -1 (connection lost). */
 int broker_set_prefetch(struct broker *b, unsigned prefetch, char *err, size_t errlen);
 
 /* Settle a delivery.  Returns 0 or -1 (connection lost). */

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define BACKLOG_RETRY_S 0.01 /* the runtime's accept backlog was full: try again after */
+
 static void message_begin(struct sidecar *sc, struct message *m);
 
 /* The id of a body that is not (yet) a parsed envelope, for log lines about
@@ -40,23 +42,45 @@ void flow_requeue_waiting(struct sidecar *sc, enum requeue_reason why)
 
 /* ---- the runtime call ------------------------------------------------------------- */
 
-/* Give m to the runtime (a slot is free). */
-static void message_run(struct sidecar *sc, struct message *m)
+/* Give m to the runtime (a slot is free).  Returns false when the runtime's
+ * accept backlog is full: m is back at the head of the waiting FIFO. */
+static bool message_run(struct sidecar *sc, struct message *m)
 {
     m->state = MSG_RUNTIME;
     int err = rtclient_start(sc->rt, m, m->body, m->len);
     if (err == 0)
-        return;
+        return true;
+    if (err == -EAGAIN) {
+        /* Busy, not down: wait a moment and try again, nothing requeued. */
+        msgpool_wait_push_front(&sc->pool, m);
+        sc->backlog_full = true;
+        sc->stats.runtime_backlog_waits++;
+        ev_timer_stop(sc->loop, &sc->backlog_retry);
+        ev_timer_set(&sc->backlog_retry, BACKLOG_RETRY_S, 0.);
+        ev_timer_start(sc->loop, &sc->backlog_retry);
+        return false;
+    }
     log_info_id(message_id(m), "runtime unreachable (%s): message requeued", strerror(-err));
     sidecar_runtime_down(sc, strerror(-err));
     publish_requeue(sc, m, m->attempts, REQUEUE_RUNTIME_UNAVAILABLE);
+    return true;
 }
 
 void flow_run_waiting(struct sidecar *sc)
 {
-    while (!sc->runtime_down && !sc->shutting_down && sc->pool.wait_head &&
+    while (!sc->runtime_down && !sc->shutting_down && !sc->backlog_full && sc->pool.wait_head &&
            rtclient_has_free_slot(sc->rt))
-        message_run(sc, msgpool_wait_pop(&sc->pool));
+        if (!message_run(sc, msgpool_wait_pop(&sc->pool)))
+            break;
+}
+
+void flow_backlog_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct sidecar *sc = ev_userdata(loop);
+    (void)w;
+    (void)revents;
+    sc->backlog_full = false;
+    flow_run_waiting(sc);
 }
 
 static void on_answer(void *ctx, void *msg, char *answer, size_t len, double exec)
@@ -310,4 +334,6 @@ const struct broker_events flow_broker_events = {
     .delivery = on_delivery,
     .confirm = publish_on_confirm,
     .returned = publish_on_returned,
+    .blocked = publish_on_blocked,
+    .unblocked = publish_on_unblocked,
 };

@@ -17,6 +17,8 @@ extern const struct broker_events flow_broker_events;
 
 /* Start waiting messages while runtime slots are free. */
 void flow_run_waiting(struct sidecar *sc);
+/* The backlog_retry timer: the runtime's accept backlog had no room. */
+void flow_backlog_retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
 /* Hand every waiting message back to the queue (runtime down, shutdown). */
 void flow_requeue_waiting(struct sidecar *sc, enum requeue_reason why);
 

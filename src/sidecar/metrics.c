@@ -65,6 +65,16 @@ void histogram_observe(struct histogram *h, double value)
 void metrics_sent(struct metrics *m, const char *queue, enum sent_type type, size_t bytes)
 {
     histogram_observe(&m->size_out, (double)bytes);
+    /* Destination names come from envelopes: past METRICS_MAX_QUEUES label
+     * values, the rest share one "other" series. */
+    if (m->nsent >= METRICS_MAX_QUEUES - 1) {
+        for (size_t i = 0; i < m->nsent; i++)
+            if (strcmp(m->sent[i].queue, queue) == 0) {
+                m->sent[i].counts[type]++;
+                return;
+            }
+        queue = METRICS_OTHER_QUEUE;
+    }
     for (size_t i = 0; i < m->nsent; i++) {
         if (strcmp(m->sent[i].queue, queue) == 0) {
             m->sent[i].counts[type]++;
@@ -199,6 +209,9 @@ char *metrics_render(const struct metrics *m, size_t *len)
     header(f, m, "runtime_unavailable_pauses_total", "counter",
            "Times consumption paused because the runtime was unreachable.");
     counter_q(f, m, "runtime_unavailable_pauses_total", NULL, NULL, m->runtime_pauses);
+    header(f, m, "runtime_backlog_waits_total", "counter",
+           "Times the runtime's accept backlog was full, so a call waited (back-pressure).");
+    counter_q(f, m, "runtime_backlog_waits_total", NULL, NULL, m->runtime_backlog_waits);
 
     if (m->have_runtime_stats) {
         static const char *const causes[4] = {"crash", "oom_kill", "timeout_kill", "exit"};

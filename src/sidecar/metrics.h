@@ -12,6 +12,9 @@
 #include <stdint.h>
 
 #define METRICS_MAX_BUCKETS 20
+/* At most this many destination_queue label values; later ones count as "other". */
+#define METRICS_MAX_QUEUES  256
+#define METRICS_OTHER_QUEUE "other"
 
 struct histogram {
     const double *bounds; /* upper bounds, ascending (static) */
@@ -74,6 +77,7 @@ struct metrics {
     int64_t runtime_workers, runtime_busy;
     uint64_t broker_reconnects;
     uint64_t runtime_pauses;
+    uint64_t runtime_backlog_waits; /* connect said EAGAIN: the call waited */
     int64_t active;
     bool ready;
     char not_ready[128];

@@ -28,6 +28,7 @@ void msgpool_free(struct msgpool *p)
 {
     for (unsigned i = 0; p->msgs && i < p->n; i++) {
         envelope_free(&p->msgs[i].env);
+        route_plan_free(&p->msgs[i].parked_plan);
         free(p->msgs[i].body);
     }
     free(p->msgs);
@@ -68,6 +69,7 @@ struct message *msgpool_take(struct msgpool *p, const char *body, size_t len, bo
 void msgpool_release(struct msgpool *p, struct message *m)
 {
     envelope_free(&m->env);
+    route_plan_free(&m->parked_plan);
     if (m->cap > KEEP_BUFFER_MAX) {
         free(m->body);
         m->body = NULL;
@@ -76,7 +78,6 @@ void msgpool_release(struct msgpool *p, struct message *m)
     m->state = MSG_FREE;
     m->unconfirmed = 0;
     m->nacked = m->returned = m->error_routed = m->copy_published = false;
-    m->refused[0] = '\0';
     m->next = p->free_list;
     p->free_list = m;
     p->active--;
@@ -85,6 +86,7 @@ void msgpool_release(struct msgpool *p, struct message *m)
 void msgpool_release_all(struct msgpool *p)
 {
     p->wait_head = p->wait_tail = NULL;
+    p->park_head = p->park_tail = NULL;
     for (unsigned i = 0; i < p->n; i++)
         if (p->msgs[i].state != MSG_FREE)
             msgpool_release(p, &p->msgs[i]);
@@ -103,6 +105,15 @@ void msgpool_wait_push(struct msgpool *p, struct message *m)
     p->wait_tail = m;
 }
 
+void msgpool_wait_push_front(struct msgpool *p, struct message *m)
+{
+    m->state = MSG_WAITING;
+    m->next = p->wait_head;
+    p->wait_head = m;
+    if (!p->wait_tail)
+        p->wait_tail = m;
+}
+
 struct message *msgpool_wait_pop(struct msgpool *p)
 {
     struct message *m = p->wait_head;
@@ -110,6 +121,29 @@ struct message *msgpool_wait_pop(struct msgpool *p)
         p->wait_head = m->next;
         if (!p->wait_head)
             p->wait_tail = NULL;
+        m->next = NULL;
+    }
+    return m;
+}
+
+void msgpool_park(struct msgpool *p, struct message *m)
+{
+    m->state = MSG_PARKED;
+    m->next = NULL;
+    if (p->park_tail)
+        p->park_tail->next = m;
+    else
+        p->park_head = m;
+    p->park_tail = m;
+}
+
+struct message *msgpool_unpark(struct msgpool *p)
+{
+    struct message *m = p->park_head;
+    if (m) {
+        p->park_head = m->next;
+        if (!p->park_head)
+            p->park_tail = NULL;
         m->next = NULL;
     }
     return m;

@@ -11,6 +11,7 @@
 #define ASYA_MSGPOOL_H
 
 #include "envelope.h"
+#include "routing.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -21,6 +22,7 @@ enum msg_state {
     MSG_WAITING,    /* consumed, waiting for a free runtime slot */
     MSG_RUNTIME,    /* a slot is running it (or it is being admitted) */
     MSG_CONFIRMING, /* published; waiting for confirms, then ack */
+    MSG_PARKED,     /* its outputs wait for the broker to unblock publishing */
 };
 
 struct message {
@@ -33,13 +35,15 @@ struct message {
     bool counted;         /* the broker counts redeliveries itself (quorum queues) */
     char *body;           /* copy of the body; buffer kept for the next message */
     size_t len, cap;
-    struct envelope env; /* parsed body; empty when it did not parse */
-    size_t unconfirmed;  /* publishes not yet confirmed (or parked, not yet sent) */
-    bool nacked;         /* the broker refused one of them */
-    bool returned;       /* one of them was unroutable */
-    bool error_routed;   /* already sent a routing_error to error-end */
-    bool copy_published; /* a requeue copy of it went out (never reject it then) */
-    char refused[256];   /* why a destination refused one of its results ("" if none) */
+    struct envelope env;           /* parsed body; empty when it did not parse */
+    size_t unconfirmed;            /* publishes not yet confirmed (or parked, not yet sent) */
+    bool nacked;                   /* the broker refused one of them */
+    bool returned;                 /* one of them was unroutable */
+    bool error_routed;             /* already sent a routing_error to error-end */
+    bool copy_published;           /* a requeue copy of it went out (never reject it then) */
+    struct route_plan parked_plan; /* MSG_PARKED: what to publish (count 0: a requeue copy) */
+    long parked_attempts;          /* MSG_PARKED requeue: attempts and reason */
+    int parked_why;
     double started, published_at;
 };
 
@@ -49,6 +53,7 @@ struct msgpool {
     unsigned active; /* not free */
     struct message *free_list;
     struct message *wait_head, *wait_tail; /* FIFO of MSG_WAITING */
+    struct message *park_head, *park_tail; /* FIFO of MSG_PARKED */
     uint64_t *acks;                        /* tags settled this iteration (at most n) */
     size_t nacks;
 };
@@ -72,15 +77,23 @@ void msgpool_free(struct msgpool *p);
  */
 struct message *msgpool_take(struct msgpool *p, const char *body, size_t len, bool *nomem);
 
-/* Give message m back (its envelope freed, a large buffer released). */
+/* Give message m back (its envelope and any parked plan freed, a large
+ * buffer released).  m must not be in the waiting or parked FIFO. */
 void msgpool_release(struct msgpool *p, struct message *m);
 
 /* Release every message in use (a lost connection: the broker redelivers). */
 void msgpool_release_all(struct msgpool *p);
 
 void msgpool_wait_push(struct msgpool *p, struct message *m);
+/* Put m back at the head of the waiting FIFO (its turn came, but it could
+ * not start). */
+void msgpool_wait_push_front(struct msgpool *p, struct message *m);
 /* The first waiting message, or NULL. */
 struct message *msgpool_wait_pop(struct msgpool *p);
+
+/* Park m (MSG_PARKED, at the end of the parked FIFO) / take the first parked. */
+void msgpool_park(struct msgpool *p, struct message *m);
+struct message *msgpool_unpark(struct msgpool *p);
 
 /* Settle m with an ack, sent by the next msgpool_flush_acks. */
 void msgpool_ack(struct msgpool *p, const struct message *m);

@@ -198,6 +198,13 @@ void publish_plan(struct sidecar *sc, struct message *m, struct route_plan *plan
 {
     struct outgoing stack[4], *out = stack;
     char why[512];
+    if (broker_blocked(sc->broker)) {
+        /* Nothing may go out (not even a declare) until the broker unblocks. */
+        m->parked_plan = *plan;
+        memset(plan, 0, sizeof *plan);
+        msgpool_park(&sc->pool, m);
+        return;
+    }
     m->state = MSG_CONFIRMING;
     m->published_at = ev_time();
     size_t n = plan->count;
@@ -269,6 +276,12 @@ void publish_requeue(struct sidecar *sc, struct message *m, long attempts, enum 
 {
     char err[256];
     uint64_t seq;
+    if (broker_blocked(sc->broker)) {
+        m->parked_attempts = attempts;
+        m->parked_why = (int)why;
+        msgpool_park(&sc->pool, m);
+        return;
+    }
     sc->stats.requeued[why]++;
     m->state = MSG_CONFIRMING;
     m->published_at = ev_time();
@@ -314,6 +327,39 @@ void publish_on_returned(void *ctx, uint64_t seq, const char *routing_key)
         sc->pool.msgs[msg].returned = true;
 }
 
+/* ---- the broker blocking publishers ------------------------------------------------ */
+
+void publish_on_blocked(void *ctx, const char *reason)
+{
+    struct sidecar *sc = ctx;
+    snprintf(sc->blocked_reason, sizeof sc->blocked_reason, "%s", reason);
+    log_warn("the broker blocked publishing (%s): results wait until it unblocks", reason);
+    sidecar_update_ready(sc);
+}
+
+void publish_on_unblocked(void *ctx)
+{
+    struct sidecar *sc = ctx;
+    log_info("the broker unblocked publishing: sending what waited");
+    sc->blocked_reason[0] = '\0';
+    struct message *m;
+    /* In arrival order; a message parks again if the broker blocks anew. */
+    struct message *last = sc->pool.park_tail;
+    while (last && (m = msgpool_unpark(&sc->pool))) {
+        bool end = m == last;
+        if (m->parked_plan.count > 0) {
+            struct route_plan plan = m->parked_plan;
+            memset(&m->parked_plan, 0, sizeof m->parked_plan);
+            publish_plan(sc, m, &plan);
+        } else {
+            publish_requeue(sc, m, m->parked_attempts, (enum requeue_reason)m->parked_why);
+        }
+        if (end)
+            break;
+    }
+    sidecar_update_ready(sc);
+}
+
 /* ---- acks and the end of the grace period ------------------------------------------ */
 
 static int ack_single(void *ctx, uint64_t tag)
@@ -355,6 +401,7 @@ bool publish_grace_over(struct sidecar *sc)
         msgpool_release(&sc->pool, m);
     }
     sc->pool.wait_head = sc->pool.wait_tail = NULL;
+    sc->pool.park_head = sc->pool.park_tail = NULL;
     sc->stats.active = sc->pool.active;
     return confirming == 0;
 }

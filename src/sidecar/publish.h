@@ -41,6 +41,11 @@ void publish_settle(struct sidecar *sc, struct message *m);
 void publish_on_confirm(void *ctx, uint64_t seq, bool multiple, bool ack);
 void publish_on_returned(void *ctx, uint64_t seq, const char *routing_key);
 
+/* Broker events: connection.blocked parks every output (MSG_PARKED) until
+ * connection.unblocked sends them in order. */
+void publish_on_blocked(void *ctx, const char *reason);
+void publish_on_unblocked(void *ctx);
+
 /* Send the batched acks (end of a loop iteration). */
 void publish_flush_acks(struct sidecar *sc);
 

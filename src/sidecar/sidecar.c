@@ -228,14 +228,19 @@ static void lost_cb(struct ev_loop *loop, ev_timer *w, int revents)
 void sidecar_update_ready(struct sidecar *sc)
 {
     const char *why = NULL;
-    if (sc->shutting_down)
+    char blocked[sizeof sc->stats.not_ready];
+    if (sc->shutting_down) {
         why = "shutting down";
-    else if (!broker_connected(sc->broker))
+    } else if (!broker_connected(sc->broker)) {
         why = "not connected to the broker";
-    else if (sc->runtime_down)
+    } else if (broker_blocked(sc->broker)) {
+        snprintf(blocked, sizeof blocked, "the broker blocked publishing: %s", sc->blocked_reason);
+        why = blocked;
+    } else if (sc->runtime_down) {
         why = "runtime unreachable";
-    else if (!broker_consuming(sc->broker))
+    } else if (!broker_consuming(sc->broker)) {
         why = "not consuming";
+    }
     sc->stats.ready = why == NULL;
     snprintf(sc->stats.not_ready, sizeof sc->stats.not_ready, "%s", why ? why : "");
 }
@@ -353,6 +358,7 @@ static void init_watchers(struct sidecar *sc)
     ev_timer_init(&sc->runtime_retry, runtime_retry_cb, RUNTIME_RETRY_FIRST, 0.);
     ev_timer_init(&sc->runtime_probe, runtime_probe_cb, RUNTIME_PROBE_S, RUNTIME_PROBE_S);
     ev_timer_init(&sc->grace, grace_cb, 1., 0.);
+    ev_timer_init(&sc->backlog_retry, flow_backlog_retry_cb, 0.01, 0.);
     /* The first look comes early: a fast handler should not start narrow for long. */
     ev_timer_init(&sc->prefetch_adapt, prefetch_adapt_cb, 0.05, PREFETCH_ADAPT_S);
     ev_signal_init(&sc->sigterm, signal_cb, SIGTERM);

@@ -53,10 +53,12 @@ struct sidecar {
     long reconnect_attempt;
     double runtime_backoff;
     bool runtime_down;
+    bool backlog_full; /* connect said EAGAIN: waiting for backlog_retry */
     bool shutting_down;
     bool grace_over; /* grace period expired: only confirms of copies are awaited */
     bool broker_failed;
     char broker_error[256];
+    char blocked_reason[64]; /* connection.blocked's reason, "" when not blocked */
     int exit_code;
     struct metrics stats;
     struct httpd *httpd;

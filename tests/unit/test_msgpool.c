@@ -11,6 +11,7 @@
 
 #include "msgpool.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static uint64_t singles[16];
@@ -76,6 +77,40 @@ static void test_waiting_fifo(void **state)
     msgpool_free(&p);
 }
 
+static void test_push_front_and_parking(void **state)
+{
+    (void)state;
+    struct msgpool p;
+    assert_int_equal(msgpool_init(&p, 4), 0);
+    struct message *a = take(&p, "a", 1), *b = take(&p, "b", 2), *c = take(&p, "c", 3);
+    msgpool_wait_push(&p, a);
+    msgpool_wait_push(&p, b);
+    struct message *first = msgpool_wait_pop(&p);
+    msgpool_wait_push_front(&p, first); /* could not start: its turn stays first */
+    assert_ptr_equal(msgpool_wait_pop(&p), a);
+    assert_ptr_equal(msgpool_wait_pop(&p), b);
+    msgpool_wait_push_front(&p, c); /* into an empty FIFO */
+    assert_ptr_equal(p.wait_tail, c);
+    assert_ptr_equal(msgpool_wait_pop(&p), c);
+    assert_null(p.wait_tail);
+
+    msgpool_park(&p, b);
+    msgpool_park(&p, a);
+    assert_int_equal(a->state, MSG_PARKED);
+    assert_ptr_equal(msgpool_unpark(&p), b);
+    assert_ptr_equal(msgpool_unpark(&p), a);
+    assert_null(msgpool_unpark(&p));
+    /* A parked plan is freed with the message. */
+    msgpool_park(&p, c);
+    c->parked_plan.items = calloc(1, sizeof *c->parked_plan.items);
+    c->parked_plan.count = 1;
+    c->parked_plan.items[0].actor = strdup("x");
+    msgpool_release_all(&p);
+    assert_null(p.park_head);
+    assert_int_equal(c->parked_plan.count, 0);
+    msgpool_free(&p);
+}
+
 static void test_ack_batching(void **state)
 {
     (void)state;
@@ -119,6 +154,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_take_release_and_exhaustion),
         cmocka_unit_test(test_waiting_fifo),
+        cmocka_unit_test(test_push_front_and_parking),
         cmocka_unit_test(test_ack_batching),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
