@@ -230,7 +230,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct conn_server *s = w->data;
     (void)revents;
-    for (int i = 0; i < ACCEPT_BURST; i++) {
+    for (int i = 0; i < ACCEPT_BURST && s->count < s->max_conns; i++) {
         int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)

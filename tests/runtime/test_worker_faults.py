@@ -184,3 +184,34 @@ def test_full_queue_is_back_pressure_not_an_outage(runtime):
     finally:
         for c in clients:
             c.close()
+
+
+def test_connections_stop_at_the_fd_limit_and_workers_still_restart(runtime):
+    # Accepting stops short of the file descriptor limit, keeping what
+    # workers need: a worker that dies can still be replaced, and the
+    # connections over the cap wait in the backlog until others close.
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    rt = runtime(H("pid_sleep"), start=False)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    try:
+        rt.start()  # inherits 64: 64 - (2 * 1 + 32) = 30 connections
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    clients = [Client(rt.socket) for _ in range(40)]
+    try:
+        assert wait_for(lambda: "30 connections open" in rt.stderr(), 5), rt.stderr()
+        if shutil.which("ss"):
+            assert wait_for(lambda: listen_queue(rt.socket)[0] == 10, 5), listen_queue(rt.socket)
+        [pid] = rt.workers()
+        os.kill(pid, signal.SIGKILL)
+        assert wait_for(lambda: len(rt.workers()) == 1 and pid not in rt.workers(), 5)
+        assert "cannot start worker" not in rt.stderr()
+        for c in clients[:10]:
+            c.close()
+        # The ten waiting in the backlog are accepted and served.
+        for i, c in enumerate(clients[30:]):
+            assert c.call(envelope({"n": i}))[0]["payload"]["in"] == {"n": i}
+    finally:
+        for c in clients:
+            c.close()
