@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -58,6 +60,9 @@ void broker_disconnect(struct broker *b)
 {
     if (b->conn) {
         if (b->connected && !b->broken) {
+            /* A polite close, but never a long wait for it at exit. */
+            struct timeval quick = {2, 0};
+            amqp_set_rpc_timeout(b->conn, &quick);
             amqp_channel_close(b->conn, CH_MAIN, AMQP_REPLY_SUCCESS);
             amqp_connection_close(b->conn, AMQP_REPLY_SUCCESS);
         }
@@ -90,6 +95,19 @@ bool broker_connected(const struct broker *b)
 bool broker_blocked(const struct broker *b)
 {
     return broker_connected(b) && b->blocked;
+}
+
+bool broker_congested(const struct broker *b)
+{
+    if (!broker_connected(b))
+        return false;
+    int fd = amqp_get_sockfd(b->conn);
+    int outq = 0, sndbuf = 0;
+    socklen_t len = sizeof sndbuf;
+    if (ioctl(fd, TIOCOUTQ, &outq) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) != 0)
+        return false;
+    return outq > 0 && outq >= sndbuf / 2;
 }
 
 bool broker_consuming(const struct broker *b)

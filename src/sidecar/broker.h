@@ -77,6 +77,11 @@ int broker_fd(const struct broker *b);
 /* True between connection.blocked and connection.unblocked. */
 bool broker_blocked(const struct broker *b);
 
+/* True while the socket's send queue is half full or more: the broker is
+ * not reading (it may be blocking us before its connection.blocked has been
+ * read), and rabbitmq-c's writes would wait for it inside the loop. */
+bool broker_congested(const struct broker *b);
+
 /* Start / stop consuming the own queue, without waiting for the broker's
  * reply (a refusal shows up in broker_poll).  Returns 0 or -1 (connection
  * lost). */

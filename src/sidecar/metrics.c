@@ -62,6 +62,9 @@ void histogram_observe(struct histogram *h, double value)
     h->sum += value;
 }
 
+const char *const metrics_restart_causes[METRICS_RESTART_CAUSES] = {
+    "crash", "oom_kill", "timeout_kill", "protocol_kill", "exit"};
+
 void metrics_sent(struct metrics *m, const char *queue, enum sent_type type, size_t bytes)
 {
     histogram_observe(&m->size_out, (double)bytes);
@@ -214,11 +217,10 @@ char *metrics_render(const struct metrics *m, size_t *len)
     counter_q(f, m, "runtime_backlog_waits_total", NULL, NULL, m->runtime_backlog_waits);
 
     if (m->have_runtime_stats) {
-        static const char *const causes[4] = {"crash", "oom_kill", "timeout_kill", "exit"};
         header(f, m, "runtime_worker_restarts_total", "counter",
                "Runtime worker processes replaced, by cause (from asya-runtime).");
-        for (size_t i = 0; i < 4; i++)
-            counter_q(f, m, "runtime_worker_restarts_total", "cause", causes[i],
+        for (size_t i = 0; i < METRICS_RESTART_CAUSES; i++)
+            counter_q(f, m, "runtime_worker_restarts_total", "cause", metrics_restart_causes[i],
                       m->runtime_restarts[i]);
         header(f, m, "runtime_workers", "gauge", "Runtime worker processes, by state.");
         fprintf(f, "%s_runtime_workers{queue=\"", m->ns);

@@ -15,6 +15,9 @@
 /* At most this many destination_queue label values; later ones count as "other". */
 #define METRICS_MAX_QUEUES  256
 #define METRICS_OTHER_QUEUE "other"
+/* runtime_worker_restarts_total{cause}: the causes asya-runtime's stats report. */
+#define METRICS_RESTART_CAUSES 5
+extern const char *const metrics_restart_causes[METRICS_RESTART_CAUSES];
 
 struct histogram {
     const double *bounds; /* upper bounds, ascending (static) */
@@ -73,7 +76,7 @@ struct metrics {
      * worker deaths by cause and worker counts; have_runtime_stats is false
      * with a runtime that does not answer it (the reference one). */
     bool have_runtime_stats;
-    uint64_t runtime_restarts[4]; /* crash, oom_kill, timeout_kill, exit */
+    uint64_t runtime_restarts[METRICS_RESTART_CAUSES]; /* metrics_restart_causes order */
     int64_t runtime_workers, runtime_busy;
     uint64_t broker_reconnects;
     uint64_t runtime_pauses;

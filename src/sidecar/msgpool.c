@@ -137,6 +137,15 @@ void msgpool_park(struct msgpool *p, struct message *m)
     p->park_tail = m;
 }
 
+void msgpool_park_front(struct msgpool *p, struct message *m)
+{
+    m->state = MSG_PARKED;
+    m->next = p->park_head;
+    p->park_head = m;
+    if (!p->park_tail)
+        p->park_tail = m;
+}
+
 struct message *msgpool_unpark(struct msgpool *p)
 {
     struct message *m = p->park_head;

@@ -93,6 +93,7 @@ struct message *msgpool_wait_pop(struct msgpool *p);
 
 /* Park m (MSG_PARKED, at the end of the parked FIFO) / take the first parked. */
 void msgpool_park(struct msgpool *p, struct message *m);
+void msgpool_park_front(struct msgpool *p, struct message *m);
 struct message *msgpool_unpark(struct msgpool *p);
 
 /* Settle m with an ack, sent by the next msgpool_flush_acks. */

@@ -190,6 +190,27 @@ static int publish_prepared(struct sidecar *sc, struct message *m, const struct 
     return 0;
 }
 
+/* Outputs wait (MSG_PARKED) while the broker blocks us or does not read
+ * what we send, and behind whatever already waits, so order is kept. */
+static void park(struct sidecar *sc, struct message *m)
+{
+    if (sc->resuming)
+        msgpool_park_front(&sc->pool, m); /* it was first: it stays first */
+    else
+        msgpool_park(&sc->pool, m);
+}
+
+static bool must_park(struct sidecar *sc)
+{
+    if ((sc->pool.park_head && !sc->resuming) || broker_blocked(sc->broker))
+        return true;
+    if (!broker_congested(sc->broker))
+        return false;
+    if (!ev_is_active(&sc->unpark))
+        ev_timer_start(sc->loop, &sc->unpark);
+    return true;
+}
+
 /* Publish plan for message m (any slot already released; plan is freed) and
  * wait for its confirms.  A plan the broker cannot take sends the message to
  * error-end as routing_error instead; an error plan that cannot go out
@@ -198,11 +219,11 @@ void publish_plan(struct sidecar *sc, struct message *m, struct route_plan *plan
 {
     struct outgoing stack[4], *out = stack;
     char why[512];
-    if (broker_blocked(sc->broker)) {
+    if (must_park(sc)) {
         /* Nothing may go out (not even a declare) until the broker unblocks. */
         m->parked_plan = *plan;
         memset(plan, 0, sizeof *plan);
-        msgpool_park(&sc->pool, m);
+        park(sc, m);
         return;
     }
     m->state = MSG_CONFIRMING;
@@ -276,10 +297,10 @@ void publish_requeue(struct sidecar *sc, struct message *m, long attempts, enum 
 {
     char err[256];
     uint64_t seq;
-    if (broker_blocked(sc->broker)) {
+    if (must_park(sc)) {
         m->parked_attempts = attempts;
         m->parked_why = (int)why;
-        msgpool_park(&sc->pool, m);
+        park(sc, m);
         return;
     }
     sc->stats.requeued[why]++;
@@ -337,16 +358,17 @@ void publish_on_blocked(void *ctx, const char *reason)
     sidecar_update_ready(sc);
 }
 
-void publish_on_unblocked(void *ctx)
+/* Send what waited, in arrival order, while the broker takes it. */
+static void publish_resume(struct sidecar *sc)
 {
-    struct sidecar *sc = ctx;
-    log_info("the broker unblocked publishing: sending what waited");
-    sc->blocked_reason[0] = '\0';
-    struct message *m;
-    /* In arrival order; a message parks again if the broker blocks anew. */
-    struct message *last = sc->pool.park_tail;
-    while (last && (m = msgpool_unpark(&sc->pool))) {
-        bool end = m == last;
+    while (sc->pool.park_head && broker_connected(sc->broker) && !broker_blocked(sc->broker)) {
+        if (broker_congested(sc->broker)) {
+            if (!ev_is_active(&sc->unpark))
+                ev_timer_start(sc->loop, &sc->unpark);
+            return;
+        }
+        struct message *m = msgpool_unpark(&sc->pool);
+        sc->resuming = true;
         if (m->parked_plan.count > 0) {
             struct route_plan plan = m->parked_plan;
             memset(&m->parked_plan, 0, sizeof m->parked_plan);
@@ -354,10 +376,27 @@ void publish_on_unblocked(void *ctx)
         } else {
             publish_requeue(sc, m, m->parked_attempts, (enum requeue_reason)m->parked_why);
         }
-        if (end)
-            break;
+        sc->resuming = false;
+        if (sc->pool.park_head == m)
+            return; /* parked again (the timer is armed) */
     }
+}
+
+void publish_on_unblocked(void *ctx)
+{
+    struct sidecar *sc = ctx;
+    log_info("the broker unblocked publishing: sending what waited");
+    sc->blocked_reason[0] = '\0';
+    publish_resume(sc);
     sidecar_update_ready(sc);
+}
+
+void publish_unpark_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct sidecar *sc = ev_userdata(loop);
+    (void)w;
+    (void)revents;
+    publish_resume(sc); /* when blocked, connection.unblocked resumes instead */
 }
 
 /* ---- acks and the end of the grace period ------------------------------------------ */

@@ -42,9 +42,12 @@ void publish_on_confirm(void *ctx, uint64_t seq, bool multiple, bool ack);
 void publish_on_returned(void *ctx, uint64_t seq, const char *routing_key);
 
 /* Broker events: connection.blocked parks every output (MSG_PARKED) until
- * connection.unblocked sends them in order. */
+ * connection.unblocked sends them in order; so does a send queue that backs
+ * up (broker_congested), until it drains. */
 void publish_on_blocked(void *ctx, const char *reason);
 void publish_on_unblocked(void *ctx);
+/* The unpark timer: parked because the socket backed up; resume once it drained. */
+void publish_unpark_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* Send the batched acks (end of a loop iteration). */
 void publish_flush_acks(struct sidecar *sc);

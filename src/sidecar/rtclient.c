@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 struct slot {
@@ -18,13 +17,12 @@ struct slot {
     void *msg;        /* the caller's message, NULL when free */
     const char *body; /* borrowed from the caller */
     size_t len;
+    struct frame_writer out;
     int fd;         /* runtime connection, kept open between calls; -1 when none */
     bool fd_reused; /* the request went on a connection that served an earlier one */
     bool retried;   /* already resent once on a fresh connection */
-    unsigned char hdr[FRAME_HEADER_LEN];
-    size_t sent; /* bytes of header + body written */
     struct frame_reader in;
-    size_t answer_bytes; /* bytes of the answer received so far */
+    bool answer_started; /* some bytes of the answer arrived */
     ev_tstamp request_at;
 };
 
@@ -93,9 +91,9 @@ static int slot_connect_and_send(struct rtclient *rc, struct slot *s)
         s->fd = fd;
     }
     frame_reader_init(&s->in, rc->opt.max_answer);
-    frame_put_header(s->hdr, (uint32_t)s->len);
-    s->sent = 0;
-    s->answer_bytes = 0;
+    if (frame_writer_init(&s->out, s->body, s->len))
+        return -EMSGSIZE;
+    s->answer_started = false;
     ev_io_set(&s->io, s->fd, EV_WRITE);
     ev_io_start(rc->loop, &s->io);
     return 0;
@@ -104,7 +102,7 @@ static int slot_connect_and_send(struct rtclient *rc, struct slot *s)
 static void slot_broken(struct rtclient *rc, struct slot *s, const char *why)
 {
     slot_close(rc, s);
-    if (s->answer_bytes == 0 && s->fd_reused && !s->retried) {
+    if (!s->answer_started && s->fd_reused && !s->retried) {
         /* A kept-open connection the runtime had closed: resend once. */
         s->retried = true;
         int err = slot_connect_and_send(rc, s);
@@ -122,29 +120,12 @@ static void slot_broken(struct rtclient *rc, struct slot *s, const char *why)
 
 static void slot_write(struct rtclient *rc, struct slot *s)
 {
-    while (s->sent < FRAME_HEADER_LEN + s->len) {
-        struct iovec iov[2];
-        int n = 0;
-        if (s->sent < FRAME_HEADER_LEN) {
-            iov[n].iov_base = s->hdr + s->sent;
-            iov[n++].iov_len = FRAME_HEADER_LEN - s->sent;
-            iov[n].iov_base = (void *)s->body;
-            iov[n++].iov_len = s->len;
-        } else {
-            iov[n].iov_base = (void *)(s->body + (s->sent - FRAME_HEADER_LEN));
-            iov[n++].iov_len = s->len - (s->sent - FRAME_HEADER_LEN);
-        }
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t w = sendmsg(s->fd, &mh, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            slot_broken(rc, s, strerror(errno));
-            return;
-        }
-        s->sent += (size_t)w;
+    int st = frame_writer_write(&s->out, s->fd);
+    if (st == FRAME_IO_AGAIN)
+        return;
+    if (st < 0) {
+        slot_broken(rc, s, strerror(-st));
+        return;
     }
     ev_io_stop(rc->loop, &s->io);
     ev_io_set(&s->io, s->fd, EV_READ);
@@ -153,45 +134,36 @@ static void slot_write(struct rtclient *rc, struct slot *s)
 
 static void slot_read(struct rtclient *rc, struct slot *s)
 {
-    char buf[65536];
-    for (;;) {
-        ssize_t n = read(s->fd, buf, sizeof buf);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            slot_broken(rc, s, strerror(errno));
-            return;
-        }
-        if (n == 0) {
-            slot_broken(rc, s, s->answer_bytes ? "closed mid-answer" : "closed before answering");
-            return;
-        }
-        s->answer_bytes += (size_t)n;
-        size_t used;
-        int st = frame_reader_feed(&s->in, buf, (size_t)n, &used);
-        if (st == FRAME_INCOMPLETE)
-            continue;
-        if (st == FRAME_TOO_LARGE || st == FRAME_NOMEM) {
-            uint32_t announced = s->in.announced;
-            slot_close(rc, s);
-            void *msg = slot_release(rc, s);
-            rc->ev.too_large(rc->ctx, msg, announced);
-            return;
-        }
-        size_t alen;
-        char *answer = frame_reader_take(&s->in, &alen);
-        if (used < (size_t)n)
-            slot_close(rc, s); /* bytes after the answer: out of step, do not reuse */
-        double exec = ev_time() - s->request_at;
-        /* A whole frame arrived, so the connection is in step even when the
-         * answer turns out to be nonsense: free the slot first, so the next
-         * request goes out while this answer is parsed and routed. */
-        void *msg = slot_release(rc, s);
-        rc->ev.answer(rc->ctx, msg, answer, alen, exec);
+    int st = frame_reader_read(&s->in, s->fd);
+    if (st == FRAME_IO_AGAIN) {
+        s->answer_started = s->answer_started || frame_reader_partial(&s->in);
         return;
     }
+    if (st == -EMSGSIZE || st == -ENOMEM) {
+        uint32_t announced = s->in.announced;
+        slot_close(rc, s);
+        void *msg = slot_release(rc, s);
+        rc->ev.too_large(rc->ctx, msg, announced);
+        return;
+    }
+    if (st < 0) {
+        if (st == -EPROTO)
+            s->answer_started = true; /* never resend what may have run */
+        slot_broken(rc, s,
+                    st == -EPIPE    ? "closed before answering"
+                    : st == -EPROTO ? "closed mid-answer"
+                                    : strerror(-st));
+        return;
+    }
+    size_t alen;
+    char *answer = frame_reader_take(&s->in, &alen);
+    double exec = ev_time() - s->request_at;
+    /* A whole frame arrived, so the connection is in step even when the
+     * answer turns out to be nonsense (bytes after it make the next reuse
+     * check fail): free the slot first, so the next request goes out while
+     * this answer is parsed and routed. */
+    void *msg = slot_release(rc, s);
+    rc->ev.answer(rc->ctx, msg, answer, alen, exec);
 }
 
 static void slot_io_cb(struct ev_loop *loop, ev_io *w, int revents)

@@ -48,10 +48,9 @@ static void rtstats_apply(struct rtstats *r, const char *text, size_t len)
         json_decref(o);
         return;
     }
-    static const char *const causes[4] = {"crash", "oom_kill", "timeout_kill", "exit"};
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < METRICS_RESTART_CAUSES; i++) /* an absent cause counts 0 */
         r->stats->runtime_restarts[i] =
-            (uint64_t)json_integer_value(json_object_get(restarts, causes[i]));
+            (uint64_t)json_integer_value(json_object_get(restarts, metrics_restart_causes[i]));
     r->stats->runtime_workers = json_integer_value(json_object_get(o, "workers"));
     r->stats->runtime_busy = json_integer_value(json_object_get(o, "busy"));
     r->stats->have_runtime_stats = true;

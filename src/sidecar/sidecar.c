@@ -359,6 +359,7 @@ static void init_watchers(struct sidecar *sc)
     ev_timer_init(&sc->runtime_probe, runtime_probe_cb, RUNTIME_PROBE_S, RUNTIME_PROBE_S);
     ev_timer_init(&sc->grace, grace_cb, 1., 0.);
     ev_timer_init(&sc->backlog_retry, flow_backlog_retry_cb, 0.01, 0.);
+    ev_timer_init(&sc->unpark, publish_unpark_cb, 0.005, 0.);
     /* The first look comes early: a fast handler should not start narrow for long. */
     ev_timer_init(&sc->prefetch_adapt, prefetch_adapt_cb, 0.05, PREFETCH_ADAPT_S);
     ev_signal_init(&sc->sigterm, signal_cb, SIGTERM);

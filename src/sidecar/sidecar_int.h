@@ -43,6 +43,7 @@ struct sidecar {
     ev_timer runtime_retry;
     ev_timer runtime_probe;
     ev_timer backlog_retry; /* the runtime's accept backlog was full: try again soon */
+    ev_timer unpark;        /* outputs parked on a backed-up socket: look again */
     ev_timer grace;
     ev_timer prefetch_adapt;
     ev_signal sigterm, sigint;
@@ -54,6 +55,7 @@ struct sidecar {
     double runtime_backoff;
     bool runtime_down;
     bool backlog_full; /* connect said EAGAIN: waiting for backlog_retry */
+    bool resuming;     /* publishing a parked message: it may go before the others */
     bool shutting_down;
     bool grace_over; /* grace period expired: only confirms of copies are awaited */
     bool broker_failed;
