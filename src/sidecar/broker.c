@@ -1,5 +1,8 @@
 #include "broker.h"
 
+#include "broker_int.h"
+#include "msgprops.h"
+
 #include <amqp.h>
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
@@ -12,28 +15,44 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define CH_MAIN    1 /* consume + publish, confirm mode */
-#define CH_DECLARE 2 /* declares; a failure closes only this channel */
+/* Describe an RPC reply; returns 0 when it is normal.  Connection-level
+ * failures mark the broker broken. */
+int broker_reply_check(struct broker *b, amqp_rpc_reply_t r, const char *what, char *err,
+                       size_t errlen)
+{
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        return 0;
+    case AMQP_RESPONSE_NONE:
+        snprintf(err, errlen, "%s: no reply", what);
+        break;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        snprintf(err, errlen, "%s: %s", what, amqp_error_string2(r.library_error));
+        break;
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            amqp_connection_close_t *m = r.reply.decoded;
+            snprintf(err, errlen, "%s: broker closed the connection: %u %.*s", what, m->reply_code,
+                     (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            amqp_channel_close_t *m = r.reply.decoded;
+            snprintf(err, errlen, "%s: broker closed the channel: %u %.*s", what, m->reply_code,
+                     (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+        } else {
+            snprintf(err, errlen, "%s: unexpected server reply 0x%08x", what, r.reply.id);
+        }
+        break;
+    }
+    b->broken = true;
+    return -1;
+}
 
-#define BROKER_DECLARED_MAX 1024 /* destination queues remembered as declared */
-
-struct broker {
-    struct broker_options opt; /* strings borrowed */
-    struct broker_events ev;
-    void *ctx;
-    char *url_copy; /* amqp_parse_url points into it */
-    struct amqp_connection_info ci;
-    amqp_connection_state_t conn;
-    bool connected;
-    bool broken; /* set on any I/O failure; the caller disconnects */
-    bool consuming;
-    bool blocked; /* connection.blocked: the broker reads nothing from us */
-    uint64_t next_seq;
-    char consumer_tag[64];
-    unsigned consumer_seq; /* consumer tags are ours: asya-<pid>-<seq> */
-    char **declared;       /* queues declared on this connection */
-    size_t ndeclared;
-};
+int broker_lost(struct broker *b, char *err, size_t errlen, const char *fmt, const char *detail)
+{
+    snprintf(err, errlen, fmt, detail);
+    b->broken = true;
+    return -1;
+}
 
 struct broker *broker_new(const struct broker_options *opt, const struct broker_events *ev,
                           void *ctx)
@@ -45,15 +64,6 @@ struct broker *broker_new(const struct broker_options *opt, const struct broker_
     b->ev = *ev;
     b->ctx = ctx;
     return b;
-}
-
-static void forget_all(struct broker *b)
-{
-    for (size_t i = 0; i < b->ndeclared; i++)
-        free(b->declared[i]);
-    free(b->declared);
-    b->declared = NULL;
-    b->ndeclared = 0;
 }
 
 void broker_disconnect(struct broker *b)
@@ -74,7 +84,7 @@ void broker_disconnect(struct broker *b)
     b->consuming = false;
     b->blocked = false;
     b->next_seq = 0;
-    forget_all(b);
+    broker_forget_all(b);
     free(b->url_copy);
     b->url_copy = NULL;
 }
@@ -123,155 +133,6 @@ int broker_fd(const struct broker *b)
 bool broker_pending(const struct broker *b)
 {
     return broker_connected(b) && (amqp_frames_enqueued(b->conn) || amqp_data_in_buffer(b->conn));
-}
-
-/* Describe an RPC reply; returns 0 when it is normal.  Connection-level
- * failures mark the broker broken. */
-static int reply_check(struct broker *b, amqp_rpc_reply_t r, const char *what, char *err,
-                       size_t errlen)
-{
-    switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL:
-        return 0;
-    case AMQP_RESPONSE_NONE:
-        snprintf(err, errlen, "%s: no reply", what);
-        break;
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        snprintf(err, errlen, "%s: %s", what, amqp_error_string2(r.library_error));
-        break;
-    case AMQP_RESPONSE_SERVER_EXCEPTION:
-        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-            amqp_connection_close_t *m = r.reply.decoded;
-            snprintf(err, errlen, "%s: broker closed the connection: %u %.*s", what, m->reply_code,
-                     (int)m->reply_text.len, (const char *)m->reply_text.bytes);
-        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-            amqp_channel_close_t *m = r.reply.decoded;
-            snprintf(err, errlen, "%s: broker closed the channel: %u %.*s", what, m->reply_code,
-                     (int)m->reply_text.len, (const char *)m->reply_text.bytes);
-        } else {
-            snprintf(err, errlen, "%s: unexpected server reply 0x%08x", what, r.reply.id);
-        }
-        break;
-    }
-    b->broken = true;
-    return -1;
-}
-
-static amqp_table_t queue_args(const struct broker *b, amqp_table_entry_t *entry)
-{
-    amqp_table_t t = {0, NULL};
-    if (b->opt.quorum) {
-        entry->key = amqp_cstring_bytes("x-queue-type");
-        entry->value.kind = AMQP_FIELD_KIND_UTF8;
-        entry->value.value.bytes = amqp_cstring_bytes("quorum");
-        t.num_entries = 1;
-        t.entries = entry;
-    }
-    return t;
-}
-
-/* After the broker closed the declare channel (a refused declare or bind):
- * acknowledge and reopen it, keeping the reason in why.  Returns 0, or -1
- * when the connection is lost. */
-static int reopen_declare_channel(struct broker *b, amqp_rpc_reply_t r, const char *what,
-                                  const char *queue, char *why, size_t whylen, unsigned *code)
-{
-    amqp_channel_close_t *m = r.reply.decoded;
-    *code = m->reply_code;
-    snprintf(why, whylen, "%s %s refused by the broker: %u %.*s", what, queue, m->reply_code,
-             (int)m->reply_text.len, (const char *)m->reply_text.bytes);
-    amqp_channel_close_ok_t ok = {0};
-    if (amqp_send_method(b->conn, CH_DECLARE, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok) != 0) {
-        b->broken = true;
-        snprintf(why, whylen, "declare %s: cannot acknowledge channel close", queue);
-        return -1;
-    }
-    amqp_channel_open(b->conn, CH_DECLARE);
-    return reply_check(b, amqp_get_rpc_reply(b->conn), "reopen declare channel", why, whylen);
-}
-
-static bool channel_closed(amqp_rpc_reply_t r)
-{
-    return r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-           r.reply.id == AMQP_CHANNEL_CLOSE_METHOD;
-}
-
-/*
- * Declare queue durable and bind it (routing key = its name) on the declare
- * channel.  A queue that already exists with other arguments (e.g. another
- * type: 406 PRECONDITION_FAILED) is fine: we only bind.  Any other refusal
- * (403 ACCESS_REFUSED...) closes only the declare channel, which is reopened.
- * Returns 0, 1 when the broker refused (why says how), or -1 when the
- * connection is lost.
- */
-static int declare_and_bind(struct broker *b, const char *queue, char *err, size_t errlen)
-{
-    amqp_table_entry_t entry;
-    unsigned code;
-    amqp_queue_declare(b->conn, CH_DECLARE, amqp_cstring_bytes(queue), 0, 1, 0, 0,
-                       queue_args(b, &entry));
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(b->conn);
-    if (channel_closed(r)) {
-        if (reopen_declare_channel(b, r, "queue.declare", queue, err, errlen, &code))
-            return -1;
-        if (code != AMQP_PRECONDITION_FAILED)
-            return 1;
-    } else if (reply_check(b, r, "queue.declare", err, errlen)) {
-        return -1;
-    }
-    amqp_queue_bind(b->conn, CH_DECLARE, amqp_cstring_bytes(queue),
-                    amqp_cstring_bytes(b->opt.exchange), amqp_cstring_bytes(queue),
-                    amqp_empty_table);
-    r = amqp_get_rpc_reply(b->conn);
-    if (channel_closed(r))
-        return reopen_declare_channel(b, r, "queue.bind", queue, err, errlen, &code) ? -1 : 1;
-    return reply_check(b, r, "queue.bind", err, errlen);
-}
-
-static bool is_declared(const struct broker *b, const char *queue)
-{
-    for (size_t i = 0; i < b->ndeclared; i++)
-        if (strcmp(b->declared[i], queue) == 0)
-            return true;
-    return false;
-}
-
-static int ensure_queue(struct broker *b, const char *queue, char *err, size_t errlen)
-{
-    if (is_declared(b, queue))
-        return 0;
-    int rc = declare_and_bind(b, queue, err, errlen);
-    if (rc)
-        return rc;
-    /* Destination names come from envelopes: keep at most BROKER_DECLARED_MAX,
-     * forgetting the oldest (declaring again is only a round trip). */
-    if (b->ndeclared >= BROKER_DECLARED_MAX) {
-        free(b->declared[0]);
-        memmove(b->declared, b->declared + 1, (b->ndeclared - 1) * sizeof *b->declared);
-        b->ndeclared--;
-    }
-    char **d = realloc(b->declared, (b->ndeclared + 1) * sizeof *d);
-    char *copy = strdup(queue);
-    if (!d || !copy) {
-        free(copy);
-        if (d)
-            b->declared = d;
-        return 0; /* only the cache is lost: the next publish declares again */
-    }
-    b->declared = d;
-    b->declared[b->ndeclared++] = copy;
-    return 0;
-}
-
-void broker_forget_queue(struct broker *b, const char *queue)
-{
-    for (size_t i = 0; i < b->ndeclared; i++) {
-        if (strcmp(b->declared[i], queue) == 0) {
-            free(b->declared[i]);
-            b->declared[i] = b->declared[--b->ndeclared];
-            return;
-        }
-    }
 }
 
 static int open_socket(struct broker *b, char *err, size_t errlen)
@@ -350,39 +211,32 @@ int broker_connect(struct broker *b, char *err, size_t errlen)
     amqp_rpc_reply_t r =
         amqp_login_with_properties(b->conn, b->ci.vhost, 0, 131072, b->opt.heartbeat_s, &props,
                                    AMQP_SASL_METHOD_PLAIN, b->ci.user, b->ci.password);
-    if (reply_check(b, r, "login", err, errlen))
+    if (broker_reply_check(b, r, "login", err, errlen))
         goto fail;
     b->connected = true;
     amqp_channel_open(b->conn, CH_MAIN);
-    if (reply_check(b, amqp_get_rpc_reply(b->conn), "channel.open", err, errlen))
+    if (broker_reply_check(b, amqp_get_rpc_reply(b->conn), "channel.open", err, errlen))
         goto fail;
     amqp_channel_open(b->conn, CH_DECLARE);
-    if (reply_check(b, amqp_get_rpc_reply(b->conn), "channel.open", err, errlen))
+    if (broker_reply_check(b, amqp_get_rpc_reply(b->conn), "channel.open", err, errlen))
         goto fail;
     amqp_exchange_declare(b->conn, CH_DECLARE, amqp_cstring_bytes(b->opt.exchange),
                           amqp_cstring_bytes("topic"), 0, 1, 0, 0, amqp_empty_table);
-    if (reply_check(b, amqp_get_rpc_reply(b->conn), "exchange.declare", err, errlen))
+    if (broker_reply_check(b, amqp_get_rpc_reply(b->conn), "exchange.declare", err, errlen))
         goto fail;
-    if (ensure_queue(b, b->opt.queue, err, errlen))
+    if (broker_ensure_queue(b, b->opt.queue, err, errlen))
         goto fail; /* the own queue refused is fatal too */
     amqp_basic_qos(b->conn, CH_MAIN, 0, (uint16_t)b->opt.prefetch, 0);
-    if (reply_check(b, amqp_get_rpc_reply(b->conn), "basic.qos", err, errlen))
+    if (broker_reply_check(b, amqp_get_rpc_reply(b->conn), "basic.qos", err, errlen))
         goto fail;
     amqp_confirm_select(b->conn, CH_MAIN);
-    if (reply_check(b, amqp_get_rpc_reply(b->conn), "confirm.select", err, errlen))
+    if (broker_reply_check(b, amqp_get_rpc_reply(b->conn), "confirm.select", err, errlen))
         goto fail;
     b->next_seq = 0;
     return 0;
 fail:
     b->broken = true;
     broker_disconnect(b);
-    return -1;
-}
-
-static int lost(struct broker *b, char *err, size_t errlen, const char *fmt, const char *detail)
-{
-    snprintf(err, errlen, fmt, detail);
-    b->broken = true;
     return -1;
 }
 
@@ -397,7 +251,7 @@ static int send_method(struct broker *b, amqp_method_number_t id, void *decoded,
 {
     int rc = amqp_send_method(b->conn, CH_MAIN, id, decoded);
     if (rc != AMQP_STATUS_OK)
-        return lost(b, err, errlen, what, amqp_error_string2(rc));
+        return broker_lost(b, err, errlen, what, amqp_error_string2(rc));
     return 0;
 }
 
@@ -431,81 +285,10 @@ int broker_cancel(struct broker *b, char *err, size_t errlen)
     return send_method(b, AMQP_BASIC_CANCEL_METHOD, &req, "basic.cancel: %s", err, errlen);
 }
 
-/* Integer value of a field, or -1 when it is not an integer. */
-static long field_int(const amqp_field_value_t *v)
-{
-    switch (v->kind) {
-    case AMQP_FIELD_KIND_I8:
-        return v->value.i8;
-    case AMQP_FIELD_KIND_U8:
-        return v->value.u8;
-    case AMQP_FIELD_KIND_I16:
-        return v->value.i16;
-    case AMQP_FIELD_KIND_U16:
-        return v->value.u16;
-    case AMQP_FIELD_KIND_I32:
-        return v->value.i32;
-    case AMQP_FIELD_KIND_U32:
-        return (long)v->value.u32;
-    case AMQP_FIELD_KIND_I64:
-        return (long)v->value.i64;
-    case AMQP_FIELD_KIND_U64:
-        return (long)v->value.u64;
-    default:
-        return -1;
-    }
-}
-
-static long message_attempts(const amqp_message_t *msg)
-{
-    long attempts = 0;
-    if (!(msg->properties._flags & AMQP_BASIC_HEADERS_FLAG))
-        return 0;
-    const amqp_table_t *t = &msg->properties.headers;
-    for (int i = 0; i < t->num_entries; i++) {
-        const amqp_bytes_t *k = &t->entries[i].key;
-        bool ours = k->len == 15 && memcmp(k->bytes, "x-asya-attempts", 15) == 0;
-        bool quorum = k->len == 16 && memcmp(k->bytes, "x-delivery-count", 16) == 0;
-        if (ours || quorum) {
-            long n = field_int(&t->entries[i].value);
-            if (n > attempts)
-                attempts = n;
-        }
-    }
-    return attempts;
-}
-
-/* True when the broker counts deliveries itself (quorum x-delivery-count). */
-static bool message_counted(const amqp_message_t *msg)
-{
-    if (!(msg->properties._flags & AMQP_BASIC_HEADERS_FLAG))
-        return false;
-    const amqp_table_t *t = &msg->properties.headers;
-    for (int i = 0; i < t->num_entries; i++) {
-        const amqp_bytes_t *k = &t->entries[i].key;
-        if (k->len == 16 && memcmp(k->bytes, "x-delivery-count", 16) == 0)
-            return true;
-    }
-    return false;
-}
-
-static uint64_t message_seq(const amqp_message_t *msg)
-{
-    if (!(msg->properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG))
-        return 0;
-    char buf[32];
-    size_t n = msg->properties.message_id.len;
-    if (n == 0 || n >= sizeof buf)
-        return 0;
-    memcpy(buf, msg->properties.message_id.bytes, n);
-    buf[n] = '\0';
-    return strtoull(buf, NULL, 10);
-}
-
 int broker_poll(struct broker *b, char *err, size_t errlen)
 {
     if (!broker_connected(b))
-        return lost(b, err, errlen, "%s", "not connected");
+        return broker_lost(b, err, errlen, "%s", "not connected");
     for (;;) {
         if (!amqp_frames_enqueued(b->conn))
             amqp_maybe_release_buffers(b->conn);
@@ -515,7 +298,7 @@ int broker_poll(struct broker *b, char *err, size_t errlen)
         if (rc == AMQP_STATUS_TIMEOUT)
             return 0;
         if (rc != AMQP_STATUS_OK)
-            return lost(b, err, errlen, "connection lost: %s", amqp_error_string2(rc));
+            return broker_lost(b, err, errlen, "connection lost: %s", amqp_error_string2(rc));
         if (frame.frame_type != AMQP_FRAME_METHOD)
             continue; /* stray content of a message we gave up on */
         switch (frame.payload.method.id) {
@@ -525,12 +308,12 @@ int broker_poll(struct broker *b, char *err, size_t errlen)
                                           .redelivered = d->redelivered != 0};
             amqp_message_t msg;
             amqp_rpc_reply_t r = amqp_read_message(b->conn, frame.channel, &msg, 0);
-            if (reply_check(b, r, "read message", err, errlen))
+            if (broker_reply_check(b, r, "read message", err, errlen))
                 return -1;
             del.body = msg.body.bytes;
             del.len = msg.body.len;
-            del.attempts = message_attempts(&msg);
-            del.counted = message_counted(&msg);
+            del.attempts = msgprops_attempts(&msg);
+            del.counted = msgprops_counted(&msg);
             b->ev.delivery(b->ctx, &del); /* also after a cancel: the sidecar decides */
             amqp_destroy_message(&msg);
             break;
@@ -552,9 +335,9 @@ int broker_poll(struct broker *b, char *err, size_t errlen)
                      (const char *)ret->routing_key.bytes);
             amqp_message_t msg;
             amqp_rpc_reply_t r = amqp_read_message(b->conn, frame.channel, &msg, 0);
-            if (reply_check(b, r, "read returned message", err, errlen))
+            if (broker_reply_check(b, r, "read returned message", err, errlen))
                 return -1;
-            uint64_t seq = message_seq(&msg);
+            uint64_t seq = msgprops_seq(&msg);
             amqp_destroy_message(&msg);
             broker_forget_queue(b, key);
             b->ev.returned(b->ctx, seq, key);
@@ -565,17 +348,18 @@ int broker_poll(struct broker *b, char *err, size_t errlen)
             char text[256];
             snprintf(text, sizeof text, "channel %u closed by broker: %u %.*s", frame.channel,
                      m->reply_code, (int)m->reply_text.len, (const char *)m->reply_text.bytes);
-            return lost(b, err, errlen, "%s", text);
+            return broker_lost(b, err, errlen, "%s", text);
         }
         case AMQP_CONNECTION_CLOSE_METHOD: {
             amqp_connection_close_t *m = frame.payload.method.decoded;
             char text[256];
             snprintf(text, sizeof text, "connection closed by broker: %u %.*s", m->reply_code,
                      (int)m->reply_text.len, (const char *)m->reply_text.bytes);
-            return lost(b, err, errlen, "%s", text);
+            return broker_lost(b, err, errlen, "%s", text);
         }
         case AMQP_BASIC_CANCEL_METHOD:
-            return lost(b, err, errlen, "%s", "the broker cancelled the consumer (queue deleted?)");
+            return broker_lost(b, err, errlen, "%s",
+                               "the broker cancelled the consumer (queue deleted?)");
         case AMQP_CONNECTION_BLOCKED_METHOD: {
             amqp_connection_blocked_t *m = frame.payload.method.decoded;
             char why[256];
@@ -592,22 +376,15 @@ int broker_poll(struct broker *b, char *err, size_t errlen)
             break;
         }
         if (b->broken)
-            return lost(b, err, errlen, "%s", "connection lost during a callback");
+            return broker_lost(b, err, errlen, "%s", "connection lost during a callback");
     }
-}
-
-int broker_declare(struct broker *b, const char *queue, char *err, size_t errlen)
-{
-    if (!broker_connected(b))
-        return lost(b, err, errlen, "%s", "not connected");
-    return ensure_queue(b, queue, err, errlen);
 }
 
 int broker_publish_queue(struct broker *b, const char *queue, const char *body, size_t len,
                          long attempts, uint64_t *seq, char *err, size_t errlen)
 {
     if (!broker_connected(b))
-        return lost(b, err, errlen, "%s", "not connected");
+        return broker_lost(b, err, errlen, "%s", "not connected");
     uint64_t s = b->next_seq + 1;
     char mid[24];
     snprintf(mid, sizeof mid, "%llu", (unsigned long long)s);
@@ -631,7 +408,7 @@ int broker_publish_queue(struct broker *b, const char *queue, const char *body, 
     int rc = amqp_basic_publish(b->conn, CH_MAIN, amqp_cstring_bytes(b->opt.exchange),
                                 amqp_cstring_bytes(queue), 1, 0, &props, payload);
     if (rc != AMQP_STATUS_OK)
-        return lost(b, err, errlen, "publish failed: %s", amqp_error_string2(rc));
+        return broker_lost(b, err, errlen, "publish failed: %s", amqp_error_string2(rc));
     b->next_seq = s;
     *seq = s;
     return 0;
