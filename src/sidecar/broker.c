@@ -301,6 +301,13 @@ int broker_poll(struct broker *b, char *err, size_t errlen)
             return broker_lost(b, err, errlen, "connection lost: %s", amqp_error_string2(rc));
         if (frame.frame_type != AMQP_FRAME_METHOD)
             continue; /* stray content of a message we gave up on */
+        if (frame.channel == CH_DECLARE) {
+            if (broker_declare_frame(b, &frame, err, errlen))
+                return -1;
+            if (b->broken)
+                return broker_lost(b, err, errlen, "%s", "connection lost during a callback");
+            continue;
+        }
         switch (frame.payload.method.id) {
         case AMQP_BASIC_DELIVER_METHOD: {
             amqp_basic_deliver_t *d = frame.payload.method.decoded;

@@ -50,6 +50,8 @@ struct broker_events {
      * for) and connection.unblocked. */
     void (*blocked)(void *ctx, const char *reason);
     void (*unblocked)(void *ctx);
+    /* A destination declare finished (declared or refused): ask again. */
+    void (*declared)(void *ctx);
 };
 
 /* Allocate (no I/O).  Returns NULL on allocation failure.  Free with
@@ -97,17 +99,24 @@ int broker_poll(struct broker *b, char *err, size_t errlen);
  * caller should poll again without waiting for the socket. */
 bool broker_pending(const struct broker *b);
 
+/* broker_destination's answers. */
+#define BROKER_DEST_READY   0 /* declared and bound: publish */
+#define BROKER_DEST_PENDING 1 /* a declare is in flight: wait for the declared event */
+#define BROKER_DEST_REFUSED 2 /* the broker refused it (why says how) */
+
 /*
- * Make sure queue exists and is bound to the exchange (declared once per
- * connection, then cached).  Returns 0, 1 when the broker refused it (err has
- * its reason; only the declare channel was closed, and it is open again), or
- * -1 when the connection is lost.
+ * Is queue ready to publish to?  When it is neither declared on this
+ * connection nor recently refused, sends queue.declare and queue.bind
+ * without waiting and answers BROKER_DEST_PENDING; the declared event comes
+ * once the broker answered.  A queue that exists with other arguments (406
+ * PRECONDITION_FAILED) is only bound.  Returns a BROKER_DEST_ value, or -1
+ * when the connection is lost (why says why).
  */
-int broker_declare(struct broker *b, const char *queue, char *err, size_t errlen)
+int broker_destination(struct broker *b, const char *queue, char *why, size_t whylen)
     __attribute__((warn_unused_result));
 
 /*
- * Publish body persistently to queue (declare it first with broker_declare)
+ * Publish body persistently to queue (ready by broker_destination)
  * with mandatory set.  attempts > 0 adds the x-asya-attempts header.  *seq gets
  * the confirm sequence number.  Returns 0 or -1 (connection lost).
  */

@@ -1,13 +1,17 @@
 /*
  * declare.c - destination queues: declared durable and bound on the declare
- * channel once per connection, remembered in a bounded cache.  A refusal
- * closes only the declare channel, which is reopened at once.
+ * channel once per connection, remembered in a bounded cache.  On the
+ * message path declares are asynchronous (broker_destination sends them, the
+ * replies arrive through broker_poll); at connect time the own queue is
+ * declared synchronously.  A refusal closes only the declare channel, which
+ * is reopened at once; refused names are remembered for BROKER_REFUSED_S.
  */
 #include "broker_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void broker_forget_all(struct broker *b)
 {
@@ -16,6 +20,24 @@ void broker_forget_all(struct broker *b)
     free(b->declared);
     b->declared = NULL;
     b->ndeclared = 0;
+    for (size_t i = 0; i < b->npending; i++)
+        free(b->pending[i].queue);
+    free(b->pending);
+    b->pending = NULL;
+    b->npending = b->pending_cap = 0;
+    b->declare_reopening = false;
+    for (size_t i = 0; i < BROKER_REFUSED_MAX; i++) {
+        free(b->refused[i].queue);
+        free(b->refused[i].why);
+        b->refused[i].queue = b->refused[i].why = NULL;
+    }
+}
+
+static long long now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec;
 }
 
 static amqp_table_t queue_args(const struct broker *b, amqp_table_entry_t *entry)
@@ -90,6 +112,157 @@ static int declare_and_bind(struct broker *b, const char *queue, char *err, size
     return broker_reply_check(b, r, "queue.bind", err, errlen);
 }
 
+/* ---- asynchronous declares (the message path) ---------------------------------------- */
+
+static int send_on_declare(struct broker *b, amqp_method_number_t id, void *decoded, char *err,
+                           size_t errlen)
+{
+    int rc = amqp_send_method(b->conn, CH_DECLARE, id, decoded);
+    if (rc != AMQP_STATUS_OK)
+        return broker_lost(b, err, errlen, "declare channel: %s", amqp_error_string2(rc));
+    return 0;
+}
+
+static int send_declare(struct broker *b, const struct pending_declare *p, char *err, size_t errlen)
+{
+    amqp_table_entry_t entry;
+    if (p->stage != PENDING_BIND) {
+        amqp_queue_declare_t d = {.queue = amqp_cstring_bytes(p->queue),
+                                  .durable = 1,
+                                  .arguments = queue_args(b, &entry)};
+        if (send_on_declare(b, AMQP_QUEUE_DECLARE_METHOD, &d, err, errlen))
+            return -1;
+    }
+    amqp_queue_bind_t bind = {.queue = amqp_cstring_bytes(p->queue),
+                              .exchange = amqp_cstring_bytes(b->opt.exchange),
+                              .routing_key = amqp_cstring_bytes(p->queue),
+                              .arguments = amqp_empty_table};
+    return send_on_declare(b, AMQP_QUEUE_BIND_METHOD, &bind, err, errlen);
+}
+
+static void remember_refused(struct broker *b, const char *queue, const char *why)
+{
+    struct refused_queue *r = &b->refused[b->nrefused_next];
+    b->nrefused_next = (b->nrefused_next + 1) % BROKER_REFUSED_MAX;
+    free(r->queue);
+    free(r->why);
+    r->queue = strdup(queue);
+    r->why = strdup(why);
+    r->at = now_s();
+}
+
+static const char *refused_why(const struct broker *b, const char *queue)
+{
+    long long now = now_s();
+    for (size_t i = 0; i < BROKER_REFUSED_MAX; i++) {
+        const struct refused_queue *r = &b->refused[i];
+        if (r->queue && r->why && now - r->at < BROKER_REFUSED_S && strcmp(r->queue, queue) == 0)
+            return r->why;
+    }
+    return NULL;
+}
+
+static void remember_declared(struct broker *b, const char *queue);
+
+static void pending_pop(struct broker *b)
+{
+    free(b->pending[0].queue);
+    memmove(b->pending, b->pending + 1, (b->npending - 1) * sizeof *b->pending);
+    b->npending--;
+}
+
+static bool is_declared(const struct broker *b, const char *queue);
+
+int broker_destination(struct broker *b, const char *queue, char *why, size_t whylen)
+{
+    if (!broker_connected(b))
+        return broker_lost(b, why, whylen, "%s", "not connected");
+    if (is_declared(b, queue))
+        return BROKER_DEST_READY;
+    const char *refused = refused_why(b, queue);
+    if (refused) {
+        snprintf(why, whylen, "%s", refused);
+        return BROKER_DEST_REFUSED;
+    }
+    for (size_t i = 0; i < b->npending; i++)
+        if (strcmp(b->pending[i].queue, queue) == 0)
+            return BROKER_DEST_PENDING;
+    if (b->npending == b->pending_cap) {
+        size_t cap = b->pending_cap ? b->pending_cap * 2 : 16;
+        struct pending_declare *p = realloc(b->pending, cap * sizeof *p);
+        if (!p)
+            return broker_lost(b, why, whylen, "%s", "out of memory");
+        b->pending = p;
+        b->pending_cap = cap;
+    }
+    struct pending_declare *p = &b->pending[b->npending];
+    p->queue = strdup(queue);
+    p->stage = PENDING_SENT;
+    if (!p->queue)
+        return broker_lost(b, why, whylen, "%s", "out of memory");
+    b->npending++;
+    if (!b->declare_reopening && send_declare(b, p, why, whylen))
+        return -1;
+    return BROKER_DEST_PENDING;
+}
+
+int broker_declare_frame(struct broker *b, const amqp_frame_t *frame, char *err, size_t errlen)
+{
+    switch (frame->payload.method.id) {
+    case AMQP_QUEUE_DECLARE_OK_METHOD:
+        if (b->npending && b->pending[0].stage == PENDING_SENT)
+            b->pending[0].stage = PENDING_DECLARED;
+        return 0;
+    case AMQP_QUEUE_BIND_OK_METHOD:
+        if (b->npending) {
+            remember_declared(b, b->pending[0].queue);
+            pending_pop(b);
+            b->ev.declared(b->ctx);
+        }
+        return 0;
+    case AMQP_CHANNEL_CLOSE_METHOD: {
+        /* The head's declare or bind was refused.  The broker drops what we
+         * sent after it: acknowledge, reopen, then send the rest again. */
+        amqp_channel_close_t *m = frame->payload.method.decoded;
+        amqp_channel_close_ok_t ok = {0};
+        if (send_on_declare(b, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok, err, errlen))
+            return -1;
+        amqp_channel_open_t open = {0};
+        if (send_on_declare(b, AMQP_CHANNEL_OPEN_METHOD, &open, err, errlen))
+            return -1;
+        b->declare_reopening = true;
+        if (!b->npending)
+            return 0;
+        struct pending_declare *head = &b->pending[0];
+        if (head->stage == PENDING_SENT && m->reply_code == AMQP_PRECONDITION_FAILED) {
+            head->stage = PENDING_BIND; /* exists with other arguments: only bind it */
+            return 0;
+        }
+        char why[256];
+        snprintf(why, sizeof why, "%s %s refused by the broker: %u %.*s",
+                 head->stage == PENDING_SENT ? "queue.declare" : "queue.bind", head->queue,
+                 m->reply_code, (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+        remember_refused(b, head->queue, why);
+        pending_pop(b);
+        b->ev.declared(b->ctx);
+        return 0;
+    }
+    case AMQP_CHANNEL_OPEN_OK_METHOD:
+        b->declare_reopening = false;
+        for (size_t i = 0; i < b->npending; i++) {
+            if (b->pending[i].stage == PENDING_DECLARED)
+                b->pending[i].stage = PENDING_SENT;
+            if (send_declare(b, &b->pending[i], err, errlen))
+                return -1;
+        }
+        return 0;
+    default:
+        return 0; /* close-ok of our own closes, and the like */
+    }
+}
+
+/* ---- the cache ---------------------------------------------------------------------- */
+
 static bool is_declared(const struct broker *b, const char *queue)
 {
     for (size_t i = 0; i < b->ndeclared; i++)
@@ -105,8 +278,16 @@ int broker_ensure_queue(struct broker *b, const char *queue, char *err, size_t e
     int rc = declare_and_bind(b, queue, err, errlen);
     if (rc)
         return rc;
+    remember_declared(b, queue);
+    return 0;
+}
+
+static void remember_declared(struct broker *b, const char *queue)
+{
     /* Destination names come from envelopes: keep at most BROKER_DECLARED_MAX,
      * forgetting the oldest (declaring again is only a round trip). */
+    if (is_declared(b, queue))
+        return;
     if (b->ndeclared >= BROKER_DECLARED_MAX) {
         free(b->declared[0]);
         memmove(b->declared, b->declared + 1, (b->ndeclared - 1) * sizeof *b->declared);
@@ -118,11 +299,10 @@ int broker_ensure_queue(struct broker *b, const char *queue, char *err, size_t e
         free(copy);
         if (d)
             b->declared = d;
-        return 0; /* only the cache is lost: the next publish declares again */
+        return; /* only the cache is lost: the next publish declares again */
     }
     b->declared = d;
     b->declared[b->ndeclared++] = copy;
-    return 0;
 }
 
 void broker_forget_queue(struct broker *b, const char *queue)
@@ -134,11 +314,4 @@ void broker_forget_queue(struct broker *b, const char *queue)
             return;
         }
     }
-}
-
-int broker_declare(struct broker *b, const char *queue, char *err, size_t errlen)
-{
-    if (!broker_connected(b))
-        return broker_lost(b, err, errlen, "%s", "not connected");
-    return broker_ensure_queue(b, queue, err, errlen);
 }

@@ -68,7 +68,7 @@ static bool message_run(struct sidecar *sc, struct message *m)
 
 void flow_run_waiting(struct sidecar *sc)
 {
-    while (!sc->runtime_down && !sc->shutting_down && !sc->backlog_full && sc->pool.wait_head &&
+    while (!sc->runtime_down && !sc->shutting_down && !sc->backlog_full && sc->pool.waiting.head &&
            rtclient_has_free_slot(sc->rt))
         if (!message_run(sc, msgpool_wait_pop(&sc->pool)))
             break;
@@ -336,4 +336,5 @@ const struct broker_events flow_broker_events = {
     .returned = publish_on_returned,
     .blocked = publish_on_blocked,
     .unblocked = publish_on_unblocked,
+    .declared = publish_on_declared,
 };

@@ -85,8 +85,8 @@ void msgpool_release(struct msgpool *p, struct message *m)
 
 void msgpool_release_all(struct msgpool *p)
 {
-    p->wait_head = p->wait_tail = NULL;
-    p->park_head = p->park_tail = NULL;
+    p->waiting.head = p->waiting.tail = NULL;
+    p->parked.head = p->parked.tail = NULL;
     for (unsigned i = 0; i < p->n; i++)
         if (p->msgs[i].state != MSG_FREE)
             msgpool_release(p, &p->msgs[i]);
@@ -94,68 +94,68 @@ void msgpool_release_all(struct msgpool *p)
     p->nacks = 0;
 }
 
+static void fifo_push(struct msgfifo *f, struct message *m)
+{
+    m->next = NULL;
+    if (f->tail)
+        f->tail->next = m;
+    else
+        f->head = m;
+    f->tail = m;
+}
+
+static void fifo_push_front(struct msgfifo *f, struct message *m)
+{
+    m->next = f->head;
+    f->head = m;
+    if (!f->tail)
+        f->tail = m;
+}
+
+static struct message *fifo_pop(struct msgfifo *f)
+{
+    struct message *m = f->head;
+    if (m) {
+        f->head = m->next;
+        if (!f->head)
+            f->tail = NULL;
+        m->next = NULL;
+    }
+    return m;
+}
+
 void msgpool_wait_push(struct msgpool *p, struct message *m)
 {
     m->state = MSG_WAITING;
-    m->next = NULL;
-    if (p->wait_tail)
-        p->wait_tail->next = m;
-    else
-        p->wait_head = m;
-    p->wait_tail = m;
+    fifo_push(&p->waiting, m);
 }
 
 void msgpool_wait_push_front(struct msgpool *p, struct message *m)
 {
     m->state = MSG_WAITING;
-    m->next = p->wait_head;
-    p->wait_head = m;
-    if (!p->wait_tail)
-        p->wait_tail = m;
+    fifo_push_front(&p->waiting, m);
 }
 
 struct message *msgpool_wait_pop(struct msgpool *p)
 {
-    struct message *m = p->wait_head;
-    if (m) {
-        p->wait_head = m->next;
-        if (!p->wait_head)
-            p->wait_tail = NULL;
-        m->next = NULL;
-    }
-    return m;
+    return fifo_pop(&p->waiting);
 }
 
 void msgpool_park(struct msgpool *p, struct message *m)
 {
     m->state = MSG_PARKED;
-    m->next = NULL;
-    if (p->park_tail)
-        p->park_tail->next = m;
-    else
-        p->park_head = m;
-    p->park_tail = m;
+    fifo_push(&p->parked, m);
 }
 
 void msgpool_park_front(struct msgpool *p, struct message *m)
 {
     m->state = MSG_PARKED;
-    m->next = p->park_head;
-    p->park_head = m;
-    if (!p->park_tail)
-        p->park_tail = m;
+    fifo_push_front(&p->parked, m);
 }
 
 struct message *msgpool_unpark(struct msgpool *p)
 {
-    struct message *m = p->park_head;
-    if (m) {
-        p->park_head = m->next;
-        if (!p->park_head)
-            p->park_tail = NULL;
-        m->next = NULL;
-    }
-    return m;
+    return fifo_pop(&p->parked);
 }
 
 void msgpool_ack(struct msgpool *p, const struct message *m)

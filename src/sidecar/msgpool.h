@@ -47,14 +47,19 @@ struct message {
     double started, published_at;
 };
 
+/* A FIFO of messages linked through their next field. */
+struct msgfifo {
+    struct message *head, *tail;
+};
+
 struct msgpool {
     struct message *msgs; /* n messages */
     unsigned n;
     unsigned active; /* not free */
     struct message *free_list;
-    struct message *wait_head, *wait_tail; /* FIFO of MSG_WAITING */
-    struct message *park_head, *park_tail; /* FIFO of MSG_PARKED */
-    uint64_t *acks;                        /* tags settled this iteration (at most n) */
+    struct msgfifo waiting; /* MSG_WAITING, in arrival order */
+    struct msgfifo parked;  /* MSG_PARKED, in arrival order */
+    uint64_t *acks;         /* tags settled this iteration (at most n) */
     size_t nacks;
 };
 

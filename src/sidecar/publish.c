@@ -108,8 +108,8 @@ static bool shrink_error_envelope(json_t *body, size_t len)
 
 /*
  * Serialise and check every item of plan into out[] (plan->count entries):
- * each destination must be a queue name the broker accepts and declares,
- * and each envelope within ASYA_MAX_MESSAGE_BYTES.  Returns 0; 1 when the
+ * each destination must be a queue name the broker accepts, and each
+ * envelope within ASYA_MAX_MESSAGE_BYTES.  Returns 0; 1 when the
  * message must go to error-end instead (why says why); -1 when the broker
  * connection failed (already reported).  out[] is filled in all cases (free
  * with outgoing_free).
@@ -144,15 +144,6 @@ static int plan_prepare(struct sidecar *sc, const struct route_plan *plan, struc
                      out[i].len, p->actor, max);
             return 1;
         }
-    }
-    /* Declare every destination before publishing any, so a refused one
-     * costs only this message and nothing of it is half sent. */
-    for (size_t i = 0; i < plan->count; i++) {
-        int rc = broker_declare(sc->broker, out[i].queue, why, whylen);
-        if (rc < 0)
-            sidecar_broker_fail(sc, why);
-        if (rc)
-            return rc;
     }
     return 0;
 }
@@ -190,6 +181,31 @@ static int publish_prepared(struct sidecar *sc, struct message *m, const struct 
     return 0;
 }
 
+/* Every destination of plan known to the broker?  BROKER_DEST_READY, or
+ * _REFUSED (a name it would refuse, or a refused declare: why says why), or
+ * _PENDING (declares in flight), or -1 when the connection is lost. */
+static int destinations_ready(struct sidecar *sc, const struct route_plan *plan, char *why,
+                              size_t whylen)
+{
+    int st = BROKER_DEST_READY;
+    for (size_t i = 0; i < plan->count; i++) {
+        char queue[ROUTING_QUEUE_MAX + 1];
+        if (routing_queue_name(sc->cfg->queue_prefix, plan->items[i].actor, queue, sizeof queue,
+                               why, whylen))
+            return BROKER_DEST_REFUSED;
+        int rc = broker_destination(sc->broker, queue, why, whylen);
+        if (rc < 0) {
+            sidecar_broker_fail(sc, why);
+            return -1;
+        }
+        if (rc == BROKER_DEST_REFUSED)
+            return rc;
+        if (rc == BROKER_DEST_PENDING)
+            st = rc; /* ask for the others too: their declares go out together */
+    }
+    return st;
+}
+
 /* Outputs wait (MSG_PARKED) while the broker blocks us or does not read
  * what we send, and behind whatever already waits, so order is kept. */
 static void park(struct sidecar *sc, struct message *m)
@@ -202,7 +218,7 @@ static void park(struct sidecar *sc, struct message *m)
 
 static bool must_park(struct sidecar *sc)
 {
-    if ((sc->pool.park_head && !sc->resuming) || broker_blocked(sc->broker))
+    if ((sc->pool.parked.head && !sc->resuming) || broker_blocked(sc->broker))
         return true;
     if (!broker_congested(sc->broker))
         return false;
@@ -226,6 +242,19 @@ void publish_plan(struct sidecar *sc, struct message *m, struct route_plan *plan
         park(sc, m);
         return;
     }
+    int ready = destinations_ready(sc, plan, why, sizeof why);
+    if (ready == BROKER_DEST_PENDING) {
+        /* A declare is in flight: wait for it (and everything behind waits
+         * too, so order is kept), without holding the loop. */
+        m->parked_plan = *plan;
+        memset(plan, 0, sizeof *plan);
+        park(sc, m);
+        return;
+    }
+    if (ready < 0) {
+        route_plan_free(plan);
+        return; /* the connection is lost: the broker redelivers */
+    }
     m->state = MSG_CONFIRMING;
     m->published_at = ev_time();
     size_t n = plan->count;
@@ -239,7 +268,7 @@ void publish_plan(struct sidecar *sc, struct message *m, struct route_plan *plan
         sidecar_broker_fail(sc, "out of memory");
         return;
     }
-    int rc = plan_prepare(sc, plan, out, why, sizeof why);
+    int rc = ready == BROKER_DEST_REFUSED ? 1 : plan_prepare(sc, plan, out, why, sizeof why);
     route_plan_free(plan);
     if (rc == 0)
         rc = publish_prepared(sc, m, out, n);
@@ -361,7 +390,7 @@ void publish_on_blocked(void *ctx, const char *reason)
 /* Send what waited, in arrival order, while the broker takes it. */
 static void publish_resume(struct sidecar *sc)
 {
-    while (sc->pool.park_head && broker_connected(sc->broker) && !broker_blocked(sc->broker)) {
+    while (sc->pool.parked.head && broker_connected(sc->broker) && !broker_blocked(sc->broker)) {
         if (broker_congested(sc->broker)) {
             if (!ev_is_active(&sc->unpark))
                 ev_timer_start(sc->loop, &sc->unpark);
@@ -377,7 +406,7 @@ static void publish_resume(struct sidecar *sc)
             publish_requeue(sc, m, m->parked_attempts, (enum requeue_reason)m->parked_why);
         }
         sc->resuming = false;
-        if (sc->pool.park_head == m)
+        if (sc->pool.parked.head == m)
             return; /* parked again (the timer is armed) */
     }
 }
@@ -389,6 +418,11 @@ void publish_on_unblocked(void *ctx)
     sc->blocked_reason[0] = '\0';
     publish_resume(sc);
     sidecar_update_ready(sc);
+}
+
+void publish_on_declared(void *ctx)
+{
+    publish_resume(ctx);
 }
 
 void publish_unpark_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -439,8 +473,8 @@ bool publish_grace_over(struct sidecar *sc)
         sc->stats.requeued[REQUEUE_SHUTDOWN]++;
         msgpool_release(&sc->pool, m);
     }
-    sc->pool.wait_head = sc->pool.wait_tail = NULL;
-    sc->pool.park_head = sc->pool.park_tail = NULL;
+    sc->pool.waiting.head = sc->pool.waiting.tail = NULL;
+    sc->pool.parked.head = sc->pool.parked.tail = NULL;
     sc->stats.active = sc->pool.active;
     return confirming == 0;
 }

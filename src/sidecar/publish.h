@@ -46,6 +46,8 @@ void publish_on_returned(void *ctx, uint64_t seq, const char *routing_key);
  * up (broker_congested), until it drains. */
 void publish_on_blocked(void *ctx, const char *reason);
 void publish_on_unblocked(void *ctx);
+/* Broker event: a destination declare finished; parked messages go on. */
+void publish_on_declared(void *ctx);
 /* The unpark timer: parked because the socket backed up; resume once it drained. */
 void publish_unpark_cb(struct ev_loop *loop, ev_timer *w, int revents);
 

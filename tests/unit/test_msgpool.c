@@ -90,9 +90,9 @@ static void test_push_front_and_parking(void **state)
     assert_ptr_equal(msgpool_wait_pop(&p), a);
     assert_ptr_equal(msgpool_wait_pop(&p), b);
     msgpool_wait_push_front(&p, c); /* into an empty FIFO */
-    assert_ptr_equal(p.wait_tail, c);
+    assert_ptr_equal(p.waiting.tail, c);
     assert_ptr_equal(msgpool_wait_pop(&p), c);
-    assert_null(p.wait_tail);
+    assert_null(p.waiting.tail);
 
     msgpool_park(&p, b);
     msgpool_park(&p, a);
@@ -106,7 +106,7 @@ static void test_push_front_and_parking(void **state)
     c->parked_plan.count = 1;
     c->parked_plan.items[0].actor = strdup("x");
     msgpool_release_all(&p);
-    assert_null(p.park_head);
+    assert_null(p.parked.head);
     assert_int_equal(c->parked_plan.count, 0);
     msgpool_free(&p);
 }
