@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -111,13 +111,11 @@ bool broker_congested(const struct broker *b)
 {
     if (!broker_connected(b))
         return false;
-    int fd = amqp_get_sockfd(b->conn);
-    int outq = 0, sndbuf = 0;
-    socklen_t len = sizeof sndbuf;
-    if (ioctl(fd, TIOCOUTQ, &outq) != 0 ||
-        getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) != 0)
-        return false;
-    return outq > 0 && outq >= sndbuf / 2;
+    /* The kernel's own test of "a write would wait": POLLOUT clears once the
+     * free space falls below what is queued, long before the queue is full.
+     * It stays set while the broker keeps reading, whatever the load. */
+    struct pollfd p = {.fd = amqp_get_sockfd(b->conn), .events = POLLOUT};
+    return poll(&p, 1, 0) == 1 && !(p.revents & POLLOUT);
 }
 
 bool broker_consuming(const struct broker *b)

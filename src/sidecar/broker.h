@@ -79,9 +79,9 @@ int broker_fd(const struct broker *b);
 /* True between connection.blocked and connection.unblocked. */
 bool broker_blocked(const struct broker *b);
 
-/* True while the socket's send queue is half full or more: the broker is
- * not reading (it may be blocking us before its connection.blocked has been
- * read), and rabbitmq-c's writes would wait for it inside the loop. */
+/* True while the socket is not writable: the broker is not reading what we
+ * send (it may be blocking us before its connection.blocked has been read),
+ * and rabbitmq-c's writes would wait for it inside the loop. */
 bool broker_congested(const struct broker *b);
 
 /* Start / stop consuming the own queue, without waiting for the broker's
