@@ -77,7 +77,7 @@ void msgpool_release(struct msgpool *p, struct message *m)
     }
     m->state = MSG_FREE;
     m->unconfirmed = 0;
-    m->nacked = m->returned = m->error_routed = m->copy_published = false;
+    m->nacked = m->returned = m->error_routed = false;
     m->next = p->free_list;
     p->free_list = m;
     p->active--;

@@ -40,7 +40,6 @@ struct message {
     bool nacked;                   /* the broker refused one of them */
     bool returned;                 /* one of them was unroutable */
     bool error_routed;             /* already sent a routing_error to error-end */
-    bool copy_published;           /* a requeue copy of it went out (never reject it then) */
     struct route_plan parked_plan; /* MSG_PARKED: what to publish (count 0: a requeue copy) */
     long parked_attempts;          /* MSG_PARKED requeue: attempts and reason */
     int parked_why;

@@ -235,17 +235,11 @@ void publish_plan(struct sidecar *sc, struct message *m, struct route_plan *plan
 {
     struct outgoing stack[4], *out = stack;
     char why[512];
-    if (must_park(sc)) {
-        /* Nothing may go out (not even a declare) until the broker unblocks. */
-        m->parked_plan = *plan;
-        memset(plan, 0, sizeof *plan);
-        park(sc, m);
-        return;
-    }
-    int ready = destinations_ready(sc, plan, why, sizeof why);
+    /* Nothing may go out (not even a declare) while the broker blocks us or
+     * others wait; and a declare in flight is waited for (everything behind
+     * waits too, so order is kept) without holding the loop. */
+    int ready = must_park(sc) ? BROKER_DEST_PENDING : destinations_ready(sc, plan, why, sizeof why);
     if (ready == BROKER_DEST_PENDING) {
-        /* A declare is in flight: wait for it (and everything behind waits
-         * too, so order is kept), without holding the loop. */
         m->parked_plan = *plan;
         memset(plan, 0, sizeof *plan);
         park(sc, m);
@@ -340,7 +334,6 @@ void publish_requeue(struct sidecar *sc, struct message *m, long attempts, enum 
         sidecar_broker_fail(sc, err);
         return;
     }
-    m->copy_published = true;
     if (confirm_track(&sc->confirms, seq, m->index)) {
         sidecar_broker_fail(sc, "out of memory tracking confirms");
         return;
