@@ -5,12 +5,9 @@
 #include "protocol.h"
 #include "usock.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #define RTSTATS_TIMEOUT_S 2.0
@@ -62,19 +59,10 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct rtstats *r = (struct rtstats *)w;
     (void)loop;
     (void)revents;
-    char buf[4096];
-    ssize_t n = read(r->fd, buf, sizeof buf);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    int st = frame_reader_read(&r->in, r->fd);
+    if (st == FRAME_IO_AGAIN)
         return;
-    if (n <= 0) {
-        rtstats_close(r);
-        return;
-    }
-    size_t used;
-    int st = frame_reader_feed(&r->in, buf, (size_t)n, &used);
-    if (st == FRAME_INCOMPLETE)
-        return;
-    if (st == FRAME_COMPLETE) {
+    if (st == FRAME_IO_DONE) {
         size_t len;
         char *text = frame_reader_take(&r->in, &len);
         rtstats_apply(r, text, len);
@@ -99,13 +87,11 @@ static void every_cb(struct ev_loop *loop, ev_timer *w, int revents)
     int fd = usock_connect(r->socket_path, 1);
     if (fd < 0)
         return;
+    /* A fresh unix socket takes a frame this small at once. */
     static const char req[] = PROTO_CONTROL_STATS;
-    unsigned char frame[FRAME_HEADER_LEN + sizeof req];
-    frame_put_header(frame, (uint32_t)(sizeof req - 1));
-    memcpy(frame + FRAME_HEADER_LEN, req, sizeof req - 1);
-    /* A fresh unix socket takes a few bytes without blocking. */
-    if (send(fd, frame, FRAME_HEADER_LEN + sizeof req - 1, MSG_NOSIGNAL | MSG_DONTWAIT) !=
-        (ssize_t)(FRAME_HEADER_LEN + sizeof req - 1)) {
+    struct frame_writer out;
+    if (frame_writer_init(&out, req, sizeof req - 1) ||
+        frame_writer_write(&out, fd) != FRAME_IO_DONE) {
         close(fd);
         return;
     }
