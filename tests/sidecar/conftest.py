@@ -23,6 +23,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from typing import Any, Callable, Dict, List, Optional
 
@@ -478,3 +480,22 @@ def broker_rabbitmqctl(*args: str, timeout: float = 90) -> str:
                        timeout=timeout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        text=True)
     return p.stdout
+
+
+# ---- HTTP to a sidecar's metrics port (test_metrics, test_containment) -----------------
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http_get(port: int, path: str, timeout: float = 5.0):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()

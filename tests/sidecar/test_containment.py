@@ -25,28 +25,13 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from asya_testlib import Broker, mgmt_auth, mgmt_url
-from conftest import broker_rabbitmqctl, declare_queue, fake_runtime_opts, wait_for
+from conftest import (broker_rabbitmqctl, declare_queue, fake_runtime_opts, free_port, http_get,
+                      wait_for)
 
 NS = "asya_actor"
 
 
 # ---- helpers ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def http_get(port: int, path: str, timeout: float = 5.0):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def scrape(port: int, timeout: float = 5.0):
