@@ -21,21 +21,26 @@ HANDLER_CFLAGS := -fPIC -fvisibility=hidden
 LIBS_COMMON  := -ljansson
 LIBS_RUNTIME := -ljansson -lev -ldl
 LIBS_SIDECAR := -lrabbitmq -lmicrohttpd -ljansson -lev -lm
+LIBS_GATEWAY := -lmicrohttpd -lpq -lyaml -lrabbitmq -ljansson -lev -lm
 
 COMMON_SRC   := $(wildcard src/common/*.c)
 RUNTIME_SRC  := $(filter-out src/runtime/main.c,$(wildcard src/runtime/*.c))
 SIDECAR_SRC  := $(filter-out src/sidecar/main.c,$(wildcard src/sidecar/*.c))
+GATEWAY_SRC  := $(filter-out src/gateway/main.c,$(wildcard src/gateway/*.c))
 COMMON_OBJ   := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
 SIDECAR_OBJ  := $(SIDECAR_SRC:%.c=$(BUILD)/obj/%.o)
+GATEWAY_OBJ  := $(GATEWAY_SRC:%.c=$(BUILD)/obj/%.o)
 
 LIB_COMMON   := $(BUILD)/lib/libasyacommon.a
 LIB_RUNTIME  := $(BUILD)/lib/libasyaruntime.a
 LIB_SIDECAR  := $(BUILD)/lib/libasyasidecar.a
+LIB_GATEWAY  := $(BUILD)/lib/libasyagateway.a
 
 RUNTIME_BIN  := $(BUILD)/bin/asya-runtime
 SIDECAR_BIN  := $(BUILD)/bin/asya-sidecar
 INVOKE_BIN   := $(BUILD)/bin/asya-invoke
+GATEWAY_BIN  := $(BUILD)/bin/asya-gateway
 
 # Seed-scenario handlers: every .c under the suite's handlers/ makes one library.
 SEED_HANDLER_SRC := $(wildcard tests/integration/sidecar-vs-runtime/handlers/*.c)
@@ -62,7 +67,7 @@ UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all help demo test test-unit test-runtime test-sidecar test-integration-sidecar asan \
         test-asan valgrind install clean format format-check lint
 
-all: $(RUNTIME_BIN) $(SIDECAR_BIN) $(INVOKE_BIN) $(SEED_HANDLERS) $(EXAMPLE_HANDLERS) $(FIXTURES) $(UNIT_BINS) \
+all: $(RUNTIME_BIN) $(SIDECAR_BIN) $(INVOKE_BIN) $(GATEWAY_BIN) $(SEED_HANDLERS) $(EXAMPLE_HANDLERS) $(FIXTURES) $(UNIT_BINS) \
      examples
 
 help:
@@ -100,6 +105,14 @@ $(LIB_RUNTIME): $(RUNTIME_OBJ)
 $(LIB_SIDECAR): $(SIDECAR_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
+
+$(LIB_GATEWAY): $(GATEWAY_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(GATEWAY_BIN): $(BUILD)/obj/src/gateway/main.o $(LIB_GATEWAY) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(COVERAGE_FLAGS) -o $@ $^ $(LIBS_GATEWAY)
 
 $(RUNTIME_BIN): $(BUILD)/obj/src/runtime/main.o $(LIB_RUNTIME) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
@@ -161,10 +174,11 @@ $(BUILD)/lib/asya-test/%.so: tests/runtime/fixtures/%.c include/asya/asya.h incl
 
 # ---- tests ----------------------------------------------------------------
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB_SIDECAR) $(LIB_RUNTIME) $(LIB_COMMON)
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_SIDECAR) $(LIB_RUNTIME) $(LIB_GATEWAY) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Isrc/sidecar -Isrc/runtime $(CFLAGS) $(LDFLAGS) $(COVERAGE_FLAGS) -o $@ $< \
-	    $(LIB_SIDECAR) $(LIB_RUNTIME) $(LIB_COMMON) -lcmocka $(LIBS_SIDECAR) -ldl
+	$(CC) $(CPPFLAGS) -Isrc/sidecar -Isrc/runtime -Isrc/gateway $(CFLAGS) $(LDFLAGS) $(COVERAGE_FLAGS) \
+	    -o $@ $< $(LIB_SIDECAR) $(LIB_RUNTIME) $(LIB_GATEWAY) $(LIB_COMMON) -lcmocka $(LIBS_SIDECAR) \
+	    $(LIBS_GATEWAY) -ldl
 
 test-unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -300,7 +314,7 @@ format-check:
 # cppcheck and clang-tidy (.clang-tidy: bugprone-*, clang-analyzer-*) over src/
 # and include/ (headers through the files that include them); any finding fails.
 LINT_SRC   := $(wildcard src/*/*.c)
-LINT_FLAGS := -std=c11 -Iinclude -Isrc/common -Isrc/sidecar -Isrc/runtime -D_GNU_SOURCE \
+LINT_FLAGS := -std=c11 -Iinclude -Isrc/common -Isrc/sidecar -Isrc/runtime -Isrc/gateway -D_GNU_SOURCE \
               -DASYA_BUILD_VERSION='"$(VERSION)"'
 .PHONY: lint
 lint:
