@@ -6,6 +6,7 @@
 #include "envcfg.h"
 #include "frame.h"
 #include "log.h"
+#include "urlmask.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -47,7 +48,7 @@ int sidecar_config_load(struct sidecar_config *cfg, char *err, size_t errlen)
     cfg->amqp_url = envcfg_str("ASYA_RABBITMQ_URL", NULL, DEFAULT_URL, NULL);
     if (strncmp(cfg->amqp_url, "amqp://", 7) != 0 && strncmp(cfg->amqp_url, "amqps://", 8) != 0) {
         char masked[512];
-        config_mask_url(cfg->amqp_url, masked, sizeof masked);
+        urlmask_password(cfg->amqp_url, masked, sizeof masked);
         snprintf(err, errlen, "ASYA_RABBITMQ_URL=%s: expected amqp:// or amqps://", masked);
         return -EINVAL;
     }
@@ -133,28 +134,4 @@ int sidecar_config_load(struct sidecar_config *cfg, char *err, size_t errlen)
     }
     cfg->log_json = strcmp(fmt, "json") == 0;
     return 0;
-}
-
-void config_mask_url(const char *url, char *buf, size_t buflen)
-{
-    /* amqp://user:pass@host -> amqp://user:***@host; the password ends at the
-     * last '@' of the authority (it may itself contain '@' when not escaped).
-     * With no '@' there, an unescaped '/', '?' or '#' in the password (or a
-     * mistyped scheme) may have cut the authority short: then mask up to the
-     * last '@' of the whole URL.  Masking too much is fine; leaking is not. */
-    const char *scheme = strstr(url, "://");
-    const char *auth = scheme ? scheme + 3 : url;
-    const char *end = auth + strcspn(auth, "/?#");
-    const char *at = NULL;
-    for (const char *p = auth; p < end; p++)
-        if (*p == '@')
-            at = p;
-    if (!at)
-        at = strrchr(auth, '@');
-    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-    if (!colon) {
-        snprintf(buf, buflen, "%s", url);
-        return;
-    }
-    snprintf(buf, buflen, "%.*s***%s", (int)(colon + 1 - url), url, at);
 }

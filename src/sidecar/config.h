@@ -42,7 +42,4 @@ struct sidecar_config {
 int sidecar_config_load(struct sidecar_config *cfg, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
-/* Copy url into buf with the password replaced by "***", for logs. */
-void config_mask_url(const char *url, char *buf, size_t buflen);
-
 #endif /* ASYA_SIDECAR_CONFIG_H */

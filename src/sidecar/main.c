@@ -3,6 +3,7 @@
 #include "duration.h"
 #include "log.h"
 #include "sidecar.h"
+#include "urlmask.h"
 
 #include <asya/asya.h>
 #include <signal.h>
@@ -61,7 +62,7 @@ int main(int argc, char **argv)
     log_setup("asya-sidecar", (enum log_level)cfg.log_level, cfg.log_json);
     log_set_actor(cfg.actor_name);
     char masked[512];
-    config_mask_url(cfg.amqp_url, masked, sizeof masked);
+    urlmask_password(cfg.amqp_url, masked, sizeof masked);
     log_info("starting: broker %s, exchange %s, queue %s, runtime %s", masked, cfg.exchange,
              cfg.queue_name, cfg.socket_path);
     if (cfg.consumer_timeout_ns > 0 && cfg.runtime_timeout_ns >= cfg.consumer_timeout_ns) {
