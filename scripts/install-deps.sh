@@ -22,12 +22,31 @@ PACKAGES=(
     dpkg-dev man-db
     # make format-check, make lint, make coverage
     clang-format clang-tidy cppcheck lcov
+    # the gateway: libpq (job store), libyaml (route config)
+    libpq-dev libyaml-dev
+    # gateway tests and make bench-gateway: private PostgreSQL servers (initdb, pg_ctl,
+    # postgres; on Debian 12 pgbench ships in postgresql-15, not in the client package)
+    # and psql
+    postgresql-15 postgresql-client-15
+    # tests/gateway/mcp: the official MCP SDK client runs on Node.js (npm: see below)
+    nodejs
 )
 
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm is not in the list on purpose: nodejs may come from NodeSource (whose package
+# bundles npm and Conflicts: with Debian's npm) or from Debian (whose nodejs has no
+# npm).  Ask for Debian's npm only when nodejs is (being) installed without an npm
+# command; with NodeSource's nodejs the npm command is already there.
+if ! command -v npm >/dev/null 2>&1; then
+    if command -v node >/dev/null 2>&1; then
+        missing+=(npm)
+    else
+        NEED_NPM_CHECK=1
+    fi
+fi
 if [ ${#missing[@]} -eq 0 ]; then
     echo "install-deps: all ${#PACKAGES[@]} packages present"
     exit 0
@@ -46,6 +65,15 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
     trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# nodejs just installed: only now is it known whether it brought npm (see above).
+if [ -n "${NEED_NPM_CHECK:-}" ] && ! command -v npm >/dev/null 2>&1; then
+    echo "install-deps: nodejs came without npm; installing Debian's npm"
+    $SUDO apt-get install -y -qq --no-install-recommends npm
+fi
 # A distribution node started anyway would hold epmd and port 5672; stop it.
 $SUDO rabbitmqctl stop >/dev/null 2>&1 || true
+# Likewise the distribution's PostgreSQL cluster: tests run their own servers.
+if command -v pg_ctlcluster >/dev/null 2>&1; then
+    $SUDO pg_ctlcluster 15 main stop >/dev/null 2>&1 || true
+fi
 echo "install-deps: done"
