@@ -364,3 +364,10 @@ $(BENCH_BIN): tests/bench/asya-bench.c
 
 bench: $(RUNTIME_BIN) $(SIDECAR_BIN) $(SEED_HANDLERS) $(BENCH_BIN)
 	ASYA_BUILD_DIR=$(abspath $(BUILD)) $(PYTHON) tests/bench/run.py
+
+# `make bench-gateway`: asya-gateway's tool calls/s and p50/p99 against pgbench's
+# single-row INSERT rate on the same private PostgreSQL, and KiB per open SSE stream;
+# one table (tests/bench/bench_gateway.py says how it measures).
+.PHONY: bench-gateway
+bench-gateway: $(GATEWAY_BIN)
+	ASYA_BUILD_DIR=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_gateway.py
