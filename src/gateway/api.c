@@ -1,0 +1,482 @@
+/*
+ * api.c - the gateway's HTTP API (GATEWAY.md "HTTP API"): routing by path
+ * and method, the job endpoints, /tools/call, /health, /readyz, /metrics.
+ * Errors are plain text; job ids that are not canonical UUIDs are unknown
+ * without asking the store (so a 10 KB "id" costs nothing).
+ */
+#include "gateway_int.h"
+
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *api_store_reason(enum store_rc rc, const char *errmsg)
+{
+    if (errmsg && *errmsg)
+        return errmsg;
+    switch (rc) {
+    case STORE_OK:
+        return "ok";
+    case STORE_NOT_FOUND:
+        return "job not found";
+    case STORE_TERMINAL:
+        return "job already finished";
+    case STORE_UNAVAILABLE:
+        return "database unavailable";
+    case STORE_ERROR:
+    default:
+        return "database error";
+    }
+}
+
+static bool is_method(const struct gwreq *req, const char *m)
+{
+    return strcmp(gwreq_method(req), m) == 0;
+}
+
+static void method_not_allowed(struct gwreq *req, const char *allow)
+{
+    gwreq_add_header(req, "Allow", allow);
+    gwreq_reply_text(req, 405, "method not allowed\n");
+}
+
+static void store_failed(struct gwreq *req, enum store_rc rc, const char *errmsg)
+{
+    if (rc == STORE_NOT_FOUND)
+        gwreq_reply_text(req, 404, "Job not found\n");
+    else
+        gwreq_reply_text(req, 503, "%s\n", api_store_reason(rc, errmsg));
+}
+
+/* Parse a JSON object body; on failure answers 400 and returns NULL. */
+static json_t *json_body(struct gwreq *req)
+{
+    size_t len;
+    const char *body = gwreq_body(req, &len);
+    json_error_t e;
+    json_t *j = json_loadb(body, len, 0, &e);
+    if (!j) {
+        gwreq_reply_text(req, 400, "invalid JSON: %s (line %d, column %d)\n", e.text, e.line,
+                         e.column);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        gwreq_reply_text(req, 400, "invalid JSON: expected an object\n");
+        return NULL;
+    }
+    return j;
+}
+
+/* ---- GET /jobs/{id}, /active ------------------------------------------------ */
+
+static void on_get_job(void *arg, enum store_rc rc, const struct job *job, const char *errmsg)
+{
+    struct gwreq *req = arg;
+    if (!gwreq_release(req))
+        return;
+    if (rc != STORE_OK) {
+        store_failed(req, rc, errmsg);
+        return;
+    }
+    gwreq_reply_json(req, 200, job_to_json(job));
+}
+
+static void on_get_active(void *arg, enum store_rc rc, const struct job *job, const char *errmsg)
+{
+    struct gwreq *req = arg;
+    if (!gwreq_release(req))
+        return;
+    if (rc != STORE_OK) {
+        store_failed(req, rc, errmsg);
+        return;
+    }
+    bool active = !job_status_terminal(job->status) &&
+                  (job->deadline_ms == 0 || job_now_ms() < job->deadline_ms);
+    gwreq_reply_json(req, active ? 200 : 410, json_pack("{s:b}", "active", active));
+}
+
+/* ---- POST /jobs/{id}/progress, /heartbeat, /final ---------------------------- */
+
+struct report {
+    struct gateway *g;
+    struct gwreq *req;
+    enum job_change_kind kind;
+    bool legacy; /* heartbeat: answer {"status":"ok"} only */
+    /* heartbeat: resolved once the job's route is known */
+    char *actor;
+    char *status_text;
+    char *message;
+};
+
+static void free_report(struct report *rp)
+{
+    free(rp->actor);
+    free(rp->status_text);
+    free(rp->message);
+    free(rp);
+}
+
+static void on_applied(void *arg, enum store_rc rc, const struct job *job, const char *errmsg)
+{
+    struct report *rp = arg;
+    struct gwreq *req = rp->req;
+    if (rc == STORE_OK && job_status_terminal(job->status) &&
+        (rp->kind == CHANGE_SUCCEEDED || rp->kind == CHANGE_FAILED))
+        gw_metrics_job_final(&rp->g->metrics, job->status == JOB_SUCCEEDED, false,
+                             (double)(job_now_ms() - job->created_ms) / 1000.0);
+    if (rc == STORE_OK || rc == STORE_TERMINAL) {
+        if (rp->kind == CHANGE_PROGRESS)
+            rp->g->metrics.progress_reports++;
+        else if (!rp->legacy)
+            rp->g->metrics.final_reports++;
+    }
+    bool alive = gwreq_release(req);
+    if (alive) {
+        if (rc != STORE_OK && rc != STORE_TERMINAL)
+            store_failed(req, rc, errmsg);
+        else if (rp->kind == CHANGE_PROGRESS && !rp->legacy)
+            gwreq_reply_json(
+                req, 200,
+                json_pack("{s:s, s:f}", "status", "ok", "progress_percent", job->progress_percent));
+        else
+            gwreq_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+    }
+    free_report(rp);
+}
+
+static struct report *new_report(struct gateway *g, struct gwreq *req, enum job_change_kind kind)
+{
+    struct report *rp = calloc(1, sizeof *rp);
+    if (!rp) {
+        gwreq_reply_text(req, 500, "out of memory\n");
+        return NULL;
+    }
+    rp->g = g;
+    rp->req = req;
+    rp->kind = kind;
+    gwreq_hold(req);
+    return rp;
+}
+
+static const char *opt_string(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static bool opt_int(const json_t *o, const char *key, int *out)
+{
+    const json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) {
+        *out = 0;
+        return true;
+    }
+    if (json_is_integer(v)) {
+        json_int_t n = json_integer_value(v);
+        if (n < -1000000 || n > 1000000)
+            return false;
+        *out = (int)n;
+        return true;
+    }
+    return false;
+}
+
+static void post_progress(struct gateway *g, struct gwreq *req, const char *id)
+{
+    json_t *body = json_body(req);
+    if (!body)
+        return;
+    const char *status = opt_string(body, "status");
+    enum step_status st;
+    int step_index, total;
+    if (!status || step_status_parse(status, &st) != 0) {
+        gwreq_reply_text(req, 400, "status must be one of received, processing, completed\n");
+    } else if (!opt_int(body, "step_index", &step_index) || !opt_int(body, "total_steps", &total)) {
+        gwreq_reply_text(req, 400, "step_index and total_steps must be integers\n");
+    } else {
+        struct report *rp = new_report(g, req, CHANGE_PROGRESS);
+        if (rp) {
+            struct job_change c = {.kind = CHANGE_PROGRESS,
+                                   .message = opt_string(body, "message"),
+                                   .percent = progress_percent(step_index, total, st),
+                                   .step = opt_string(body, "step"),
+                                   .step_index = step_index,
+                                   .step_status = st};
+            g->store->ops->apply(g->store, id, &c, on_applied, rp);
+        }
+    }
+    json_decref(body);
+}
+
+static void post_final(struct gateway *g, struct gwreq *req, const char *id)
+{
+    json_t *body = json_body(req);
+    if (!body)
+        return;
+    const char *status = opt_string(body, "status");
+    struct job_change c = {0};
+    char errbuf[4096];
+    if (status && strcmp(status, "succeeded") == 0) {
+        c.kind = CHANGE_SUCCEEDED;
+        c.result = json_object_get(body, "result");
+    } else if (status && strcmp(status, "failed") == 0) {
+        c.kind = CHANGE_FAILED;
+        const json_t *e = json_object_get(body, "error");
+        if (json_is_string(e)) {
+            c.error = json_string_value(e);
+        } else if (e && !json_is_null(e)) {
+            char *t = json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY);
+            snprintf(errbuf, sizeof errbuf, "%s", t ? t : "unknown error");
+            free(t);
+            c.error = errbuf;
+        } else {
+            c.error = "unknown error";
+        }
+    } else {
+        gwreq_reply_text(req, 400, "status must be \"succeeded\" or \"failed\"\n");
+        json_decref(body);
+        return;
+    }
+    struct report *rp = new_report(g, req, c.kind);
+    if (rp)
+        g->store->ops->apply(g->store, id, &c, on_applied, rp);
+    json_decref(body);
+}
+
+/* Legacy heartbeat: the step index is the first route step naming the actor. */
+static void on_heartbeat_job(void *arg, enum store_rc rc, const struct job *job, const char *errmsg)
+{
+    struct report *rp = arg;
+    if (rc != STORE_OK) {
+        if (gwreq_release(rp->req))
+            store_failed(rp->req, rc, errmsg);
+        free_report(rp);
+        return;
+    }
+    struct job_change c = {0};
+    const char *st = rp->status_text;
+    char errbuf[1100];
+    if (strcmp(st, "error") == 0) {
+        rp->kind = c.kind = CHANGE_FAILED;
+        snprintf(errbuf, sizeof errbuf, "%s",
+                 rp->message ? rp->message : "actor reported an error");
+        c.error = errbuf;
+    } else {
+        rp->kind = c.kind = CHANGE_PROGRESS;
+        enum step_status ss = strcmp(st, "picked_up") == 0    ? STEP_RECEIVED
+                              : strcmp(st, "processing") == 0 ? STEP_PROCESSING
+                                                              : STEP_COMPLETED;
+        int index = 0;
+        for (size_t i = 0; i < job->nsteps; i++) {
+            if (rp->actor && *rp->actor && strstr(job->steps[i], rp->actor)) {
+                index = (int)i;
+                break;
+            }
+        }
+        c.step_index = index;
+        c.step = job->nsteps > (size_t)index ? job->steps[index] : rp->actor;
+        c.step_status = ss;
+        c.percent = progress_percent(index, job->total_steps, ss);
+        c.message = rp->message;
+    }
+    rp->g->store->ops->apply(rp->g->store, job->id, &c, on_applied, rp);
+}
+
+static void post_heartbeat(struct gateway *g, struct gwreq *req, const char *id)
+{
+    json_t *body = json_body(req);
+    if (!body)
+        return;
+    const char *status = opt_string(body, "status");
+    static const char *const ok[] = {"picked_up", "processing", "completed", "error"};
+    bool known = false;
+    for (size_t i = 0; status && i < sizeof ok / sizeof ok[0]; i++)
+        known = known || strcmp(status, ok[i]) == 0;
+    if (!known) {
+        gwreq_reply_text(req, 400,
+                         "status must be one of picked_up, processing, completed, error\n");
+        json_decref(body);
+        return;
+    }
+    struct report *rp = new_report(g, req, CHANGE_PROGRESS);
+    if (rp) {
+        rp->legacy = true;
+        const char *actor = opt_string(body, "actor_name");
+        const char *msg = opt_string(body, "message");
+        rp->actor = actor ? strdup(actor) : NULL;
+        rp->status_text = strdup(status);
+        rp->message = msg ? strdup(msg) : NULL;
+        if (!rp->status_text) {
+            if (gwreq_release(req))
+                gwreq_reply_text(req, 500, "out of memory\n");
+            free_report(rp);
+        } else {
+            g->store->ops->get(g->store, id, on_heartbeat_job, rp);
+        }
+    }
+    json_decref(body);
+}
+
+/* ---- /jobs/... ---------------------------------------------------------------- */
+
+static void jobs_route(struct gateway *g, struct gwreq *req, const char *rest)
+{
+    /* rest: "{id}" or "{id}/{action}" */
+    const char *slash = strchr(rest, '/');
+    size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
+    const char *action = slash ? slash + 1 : "";
+    if (idlen == 0) {
+        gwreq_reply_text(req, 400, "job id is required\n");
+        return;
+    }
+    char id[JOB_ID_LEN + 1];
+    bool valid = idlen == JOB_ID_LEN;
+    if (valid) {
+        memcpy(id, rest, idlen);
+        id[idlen] = '\0';
+        valid = job_id_valid(id);
+    }
+    bool get = is_method(req, "GET") || is_method(req, "HEAD");
+    bool post = is_method(req, "POST");
+    if (*action == '\0' || strcmp(action, "stream") == 0 || strcmp(action, "active") == 0) {
+        if (!get) {
+            method_not_allowed(req, "GET, HEAD");
+            return;
+        }
+    } else if (strcmp(action, "progress") == 0 || strcmp(action, "heartbeat") == 0 ||
+               strcmp(action, "final") == 0) {
+        if (!post) {
+            method_not_allowed(req, "POST");
+            return;
+        }
+    } else {
+        gwreq_reply_text(req, 404, "not found\n");
+        return;
+    }
+    if (!valid) {
+        gwreq_reply_text(req, 404, "Job not found\n");
+        return;
+    }
+    if (*action == '\0') {
+        gwreq_hold(req);
+        g->store->ops->get(g->store, id, on_get_job, req);
+    } else if (strcmp(action, "active") == 0) {
+        gwreq_hold(req);
+        g->store->ops->get(g->store, id, on_get_active, req);
+    } else if (strcmp(action, "stream") == 0) {
+        sse_subscribe(g->sse, req, id);
+    } else if (strcmp(action, "progress") == 0) {
+        post_progress(g, req, id);
+    } else if (strcmp(action, "heartbeat") == 0) {
+        post_heartbeat(g, req, id);
+    } else {
+        post_final(g, req, id);
+    }
+}
+
+/* ---- POST /tools/call ----------------------------------------------------------- */
+
+static void on_rest_tool_done(void *arg, json_t *result)
+{
+    struct gwreq *req = arg;
+    if (gwreq_release(req))
+        gwreq_reply_json(req, 200, result);
+    else
+        json_decref(result);
+}
+
+static void tools_call(struct gateway *g, struct gwreq *req)
+{
+    if (!is_method(req, "POST")) {
+        method_not_allowed(req, "POST");
+        return;
+    }
+    json_t *body = json_body(req);
+    if (!body)
+        return;
+    const char *name = opt_string(body, "name");
+    const json_t *args = json_object_get(body, "arguments");
+    if (!name || !*name) {
+        gwreq_reply_text(req, 400, "tool name is required\n");
+    } else if (args && !json_is_object(args) && !json_is_null(args)) {
+        gwreq_reply_text(req, 400, "arguments must be an object\n");
+    } else {
+        const struct tool *t = routes_find(g->routes, name);
+        if (!t) {
+            gw_metrics_toolcall(&g->metrics, (size_t)-1, TC_UNKNOWN_TOOL);
+            gwreq_reply_text(req, 404, "Tool \"%s\" not found\n", name);
+        } else {
+            gwreq_hold(req);
+            toolcall_start(g, t, json_is_object(args) ? args : NULL, on_rest_tool_done, req);
+        }
+    }
+    json_decref(body);
+}
+
+/* ---- health, readiness, metrics ------------------------------------------------- */
+
+static void readyz(struct gateway *g, struct gwreq *req)
+{
+    const char *reason = NULL;
+    if (!g->store->ops->ready(g->store, &reason) || !amqppub_ready(g->pub, &reason))
+        gwreq_reply_text(req, 503, "not ready: %s\n", reason ? reason : "unknown");
+    else if (g->drain_done)
+        gwreq_reply_text(req, 503, "not ready: shutting down\n");
+    else
+        gwreq_reply_text(req, 200, "ready\n");
+}
+
+static void metrics(struct gateway *g, struct gwreq *req)
+{
+    struct textbuf b = TEXTBUF_INIT;
+    unsigned long long errors[2];
+    gwhttp_errors(g->http, errors);
+    gw_metrics_render(&g->metrics, g->routes, sse_subscribers(g->sse), gwhttp_connections(g->http),
+                      errors, &b);
+    g->store->ops->metrics(g->store, &b);
+    amqppub_metrics(g->pub, &b);
+    size_t len;
+    char *text = textbuf_take(&b, &len);
+    if (!text) {
+        gwreq_reply_text(req, 500, "out of memory\n");
+        return;
+    }
+    gwreq_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+}
+
+void api_handle(void *ctx, struct gwreq *req)
+{
+    struct gateway *g = ctx;
+    const char *path = gwreq_path(req);
+    bool get = is_method(req, "GET") || is_method(req, "HEAD");
+    if (strncmp(path, "/jobs/", 6) == 0) {
+        jobs_route(g, req, path + 6);
+    } else if (strcmp(path, "/jobs") == 0) {
+        gwreq_reply_text(req, 400, "job id is required\n");
+    } else if (strcmp(path, "/tools/call") == 0) {
+        tools_call(g, req);
+    } else if (strcmp(path, "/mcp") == 0) {
+        mcp_handle(g, req);
+    } else if (strcmp(path, "/health") == 0 || strcmp(path, "/healthz") == 0) {
+        if (get)
+            gwreq_reply_text(req, 200, "OK");
+        else
+            method_not_allowed(req, "GET, HEAD");
+    } else if (strcmp(path, "/readyz") == 0) {
+        if (get)
+            readyz(g, req);
+        else
+            method_not_allowed(req, "GET, HEAD");
+    } else if (strcmp(path, "/metrics") == 0) {
+        if (get)
+            metrics(g, req);
+        else
+            method_not_allowed(req, "GET, HEAD");
+    } else {
+        gwreq_reply_text(req, 404, "not found\n");
+    }
+}
