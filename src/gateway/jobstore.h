@@ -76,7 +76,21 @@ struct jobstore {
     void *notify_ctx;
 };
 
-/* The in-memory store: everything is lost on exit. */
+/*
+ * The in-memory store: everything is lost on exit.  Returns NULL when out of
+ * memory; free with ops->free.
+ *
+ * Memory bound: it keeps every job and its whole history until purge.  Unlike
+ * PostgreSQL, purge here drops a terminal job whose updated_at is older than
+ * older_than_ms together with its history (the count in n is the number of
+ * history entries dropped), so a long-running gateway without a database
+ * holds only live jobs and the last purge window of finished ones; a purged
+ * job is then NOT_FOUND.
+ *
+ * Every callback runs before the operation returns; a write's notify calls
+ * (one per history entry it added) follow after its callback returned.
+ * Callbacks may call the store again but must not free it.
+ */
 struct jobstore *jobstore_mem_new(store_notify_cb notify, void *ctx);
 
 /*
