@@ -64,7 +64,7 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: examples examples-rust
-.PHONY: all help demo test test-unit test-runtime test-sidecar test-integration-sidecar asan \
+.PHONY: all help demo test test-unit test-runtime test-sidecar test-gateway test-integration-sidecar asan \
         test-asan valgrind install clean format format-check lint
 
 all: $(RUNTIME_BIN) $(SIDECAR_BIN) $(INVOKE_BIN) $(GATEWAY_BIN) $(SEED_HANDLERS) $(EXAMPLE_HANDLERS) $(FIXTURES) $(UNIT_BINS) \
@@ -76,6 +76,7 @@ help:
 	@echo "make test-unit                cmocka unit tests"
 	@echo "make test-runtime             asya-runtime against real handler libraries"
 	@echo "make test-sidecar             asya-sidecar against a private RabbitMQ"
+	@echo "make test-gateway             asya-gateway against a private RabbitMQ and PostgreSQL"
 	@echo "make test-integration-sidecar the seed suite: 13 scenarios on a private RabbitMQ"
 	@echo "  ... DOCKER=1                the seed suite through docker compose"
 	@echo "make test-chaos               SIGKILLs and broker restarts under load; every id accounted for"
@@ -189,6 +190,9 @@ test-runtime: all
 test-sidecar: all
 	ASYA_BUILD_DIR=$(abspath $(BUILD)) tests/sidecar/run.sh
 
+test-gateway: all
+	ASYA_BUILD_DIR=$(abspath $(BUILD)) tests/gateway/run.sh
+
 # asya-invoke, handlers/examples, make install/deb and the tutorial (docs/writing-a-handler.md).
 test-handlers: all
 	ASYA_BUILD_DIR=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/invoke
@@ -259,6 +263,7 @@ test: all
 	$(MAKE) test-runtime
 	$(MAKE) test-handlers
 	$(MAKE) test-sidecar
+	$(MAKE) test-gateway
 	$(MAKE) test-integration-sidecar
 	$(MAKE) test-chaos
 	$(MAKE) test-asan
