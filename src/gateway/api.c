@@ -5,6 +5,7 @@
  * without asking the store (so a 10 KB "id" costs nothing).
  */
 #include "gateway_int.h"
+#include "jobpath.h"
 
 #include "log.h"
 
@@ -324,56 +325,51 @@ static void post_heartbeat(struct gateway *g, struct gwreq *req, const char *id)
 
 static void jobs_route(struct gateway *g, struct gwreq *req, const char *rest)
 {
-    /* rest: "{id}" or "{id}/{action}" */
-    const char *slash = strchr(rest, '/');
-    size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
-    const char *action = slash ? slash + 1 : "";
-    if (idlen == 0) {
+    char id[JOB_ID_LEN + 1];
+    enum job_action action = JOB_ACTION_GET;
+    enum jobpath_result pr = jobpath_parse(rest, id, &action);
+    if (pr == JOBPATH_EMPTY_ID) {
         gwreq_reply_text(req, 400, "job id is required\n");
         return;
     }
-    char id[JOB_ID_LEN + 1];
-    bool valid = idlen == JOB_ID_LEN;
-    if (valid) {
-        memcpy(id, rest, idlen);
-        id[idlen] = '\0';
-        valid = job_id_valid(id);
-    }
-    bool get = is_method(req, "GET") || is_method(req, "HEAD");
-    bool post = is_method(req, "POST");
-    if (*action == '\0' || strcmp(action, "stream") == 0 || strcmp(action, "active") == 0) {
-        if (!get) {
-            method_not_allowed(req, "GET, HEAD");
-            return;
-        }
-    } else if (strcmp(action, "progress") == 0 || strcmp(action, "heartbeat") == 0 ||
-               strcmp(action, "final") == 0) {
-        if (!post) {
-            method_not_allowed(req, "POST");
-            return;
-        }
-    } else {
+    if (pr == JOBPATH_UNKNOWN_ACTION) {
         gwreq_reply_text(req, 404, "not found\n");
         return;
     }
-    if (!valid) {
+    bool get = is_method(req, "GET") || is_method(req, "HEAD");
+    if (job_action_is_post(action) && !is_method(req, "POST")) {
+        method_not_allowed(req, "POST");
+        return;
+    }
+    if (!job_action_is_post(action) && !get) {
+        method_not_allowed(req, "GET, HEAD");
+        return;
+    }
+    if (pr == JOBPATH_BAD_ID) {
         gwreq_reply_text(req, 404, "Job not found\n");
         return;
     }
-    if (*action == '\0') {
+    switch (action) {
+    case JOB_ACTION_GET:
         gwreq_hold(req);
         g->store->ops->get(g->store, id, on_get_job, req);
-    } else if (strcmp(action, "active") == 0) {
+        break;
+    case JOB_ACTION_ACTIVE:
         gwreq_hold(req);
         g->store->ops->get(g->store, id, on_get_active, req);
-    } else if (strcmp(action, "stream") == 0) {
+        break;
+    case JOB_ACTION_STREAM:
         sse_subscribe(g->sse, req, id);
-    } else if (strcmp(action, "progress") == 0) {
+        break;
+    case JOB_ACTION_PROGRESS:
         post_progress(g, req, id);
-    } else if (strcmp(action, "heartbeat") == 0) {
+        break;
+    case JOB_ACTION_HEARTBEAT:
         post_heartbeat(g, req, id);
-    } else {
+        break;
+    case JOB_ACTION_FINAL:
         post_final(g, req, id);
+        break;
     }
 }
 

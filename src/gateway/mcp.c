@@ -8,6 +8,7 @@
  * load balancer, MCP clients need sticky sessions (the REST API does not).
  */
 #include "gateway_int.h"
+#include "jsonrpc.h"
 
 #include "log.h"
 
@@ -18,14 +19,6 @@
 #include <sys/queue.h>
 
 #define SESSION_BUCKETS 4096
-
-#define RPC_PARSE_ERROR      (-32700)
-#define RPC_INVALID_REQUEST  (-32600)
-#define RPC_METHOD_NOT_FOUND (-32601)
-#define RPC_INVALID_PARAMS   (-32602)
-#define RPC_SESSION_UNKNOWN  (-32001)
-
-static const char *const protocol_versions[] = {"2025-06-18", "2025-03-26", "2024-11-05"};
 
 struct session {
     TAILQ_ENTRY(session) bucket_link;
@@ -110,40 +103,33 @@ static struct session *session_open(struct mcp_sessions *s)
 
 /* ---- replies ---------------------------------------------------------------- */
 
-static void rpc_reply(struct gwreq *req, unsigned status, json_t *id, json_t *result)
+static void rpc_reply(struct gwreq *req, unsigned status, const json_t *id, json_t *result)
 {
-    json_t *msg = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(),
-                            "result", result);
-    gwreq_reply_json(req, status, msg);
+    gwreq_reply_json(req, status, rpc_result(id, result));
 }
 
-static void rpc_error(struct gwreq *req, unsigned status, const json_t *id, int code,
-                      const char *message)
+static void send_error(struct gwreq *req, unsigned status, const json_t *id, int code,
+                       const char *message)
 {
-    json_t *msg = json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id",
-                            id ? id : json_null(), "error", "code", code, "message", message);
-    gwreq_reply_json(req, status, msg);
+    gwreq_reply_json(req, status, rpc_error(id, code, message));
 }
 
 /* ---- methods ---------------------------------------------------------------- */
 
 static void initialize(struct gateway *g, struct gwreq *req, const json_t *id, const json_t *params)
 {
-    const char *asked = json_string_value(json_object_get(params, "protocolVersion"));
-    const char *version = protocol_versions[0];
-    for (size_t i = 0; asked && i < sizeof protocol_versions / sizeof protocol_versions[0]; i++)
-        if (strcmp(asked, protocol_versions[i]) == 0)
-            version = protocol_versions[i];
+    const char *version =
+        rpc_negotiate_version(json_string_value(json_object_get(params, "protocolVersion")));
     struct session *se = session_open(g->sessions);
     if (!se) {
-        rpc_error(req, 500, id, -32603, "out of memory");
+        send_error(req, 500, id, RPC_INTERNAL_ERROR, "out of memory");
         return;
     }
     gwreq_add_header(req, "Mcp-Session-Id", se->id);
     json_t *result =
         json_pack("{s:s, s:{s:{}}, s:{s:s, s:s}}", "protocolVersion", version, "capabilities",
                   "tools", "serverInfo", "name", "asya-gateway", "version", ASYA_BUILD_VERSION);
-    rpc_reply(req, 200, (json_t *)id, result);
+    rpc_reply(req, 200, id, result);
 }
 
 static void tools_list(struct gateway *g, struct gwreq *req, const json_t *id)
@@ -155,7 +141,7 @@ static void tools_list(struct gateway *g, struct gwreq *req, const json_t *id)
                                                t->description ? t->description : "", "inputSchema",
                                                tool_input_schema(t)));
     }
-    rpc_reply(req, 200, (json_t *)id, json_pack("{s:o}", "tools", tools));
+    rpc_reply(req, 200, id, json_pack("{s:o}", "tools", tools));
 }
 
 struct mcp_call {
@@ -179,11 +165,11 @@ static void tools_call(struct gateway *g, struct gwreq *req, const json_t *id, c
     const char *name = json_string_value(json_object_get(params, "name"));
     const json_t *args = json_object_get(params, "arguments");
     if (!name || !*name) {
-        rpc_error(req, 200, id, RPC_INVALID_PARAMS, "tools/call needs params.name");
+        send_error(req, 200, id, RPC_INVALID_PARAMS, "tools/call needs params.name");
         return;
     }
     if (args && !json_is_object(args) && !json_is_null(args)) {
-        rpc_error(req, 200, id, RPC_INVALID_PARAMS, "params.arguments must be an object");
+        send_error(req, 200, id, RPC_INVALID_PARAMS, "params.arguments must be an object");
         return;
     }
     const struct tool *t = routes_find(g->routes, name);
@@ -191,12 +177,12 @@ static void tools_call(struct gateway *g, struct gwreq *req, const json_t *id, c
         char msg[300];
         snprintf(msg, sizeof msg, "Tool \"%.200s\" not found", name);
         gw_metrics_toolcall(&g->metrics, (size_t)-1, TC_UNKNOWN_TOOL);
-        rpc_error(req, 200, id, RPC_INVALID_PARAMS, msg);
+        send_error(req, 200, id, RPC_INVALID_PARAMS, msg);
         return;
     }
     struct mcp_call *mc = calloc(1, sizeof *mc);
     if (!mc) {
-        rpc_error(req, 500, id, -32603, "out of memory");
+        send_error(req, 500, id, RPC_INTERNAL_ERROR, "out of memory");
         return;
     }
     mc->req = req;
@@ -207,92 +193,48 @@ static void tools_call(struct gateway *g, struct gwreq *req, const json_t *id, c
 
 /* ---- entry ------------------------------------------------------------------ */
 
-static bool valid_id(const json_t *id)
-{
-    return json_is_string(id) || json_is_integer(id);
-}
-
 static void post(struct gateway *g, struct gwreq *req)
 {
     const char *ctype = gwreq_header(req, "Content-Type");
     if (!ctype || strncasecmp(ctype, "application/json", 16) != 0) {
-        rpc_error(req, 400, NULL, RPC_INVALID_REQUEST, "Content-Type must be application/json");
+        send_error(req, 400, NULL, RPC_INVALID_REQUEST, "Content-Type must be application/json");
         return;
     }
     size_t len;
     const char *body = gwreq_body(req, &len);
-    json_error_t e;
-    json_t *msg = json_loadb(body, len, 0, &e);
-    if (!msg) {
-        char text[300];
-        snprintf(text, sizeof text, "Parse error: %s", e.text);
-        rpc_error(req, 400, NULL, RPC_PARSE_ERROR, text);
-        return;
-    }
-    if (json_is_array(msg)) {
-        rpc_error(req, 400, NULL, RPC_INVALID_REQUEST, "batch requests are not supported");
-        json_decref(msg);
-        return;
-    }
-    const json_t *id = json_object_get(msg, "id");
-    const char *method = json_string_value(json_object_get(msg, "method"));
-    const char *jsonrpc = json_string_value(json_object_get(msg, "jsonrpc"));
-    if (!json_is_object(msg) || !jsonrpc || strcmp(jsonrpc, "2.0") != 0) {
-        rpc_error(req, 400, valid_id(id) ? id : NULL, RPC_INVALID_REQUEST,
-                  "Invalid Request: not a JSON-RPC 2.0 message");
-        json_decref(msg);
-        return;
-    }
-    if (!method) {
-        /* A response from the client (we send no requests) or garbage. */
-        if (json_object_get(msg, "result") || json_object_get(msg, "error"))
-            gwreq_reply(req, 202, NULL, "", 0);
-        else
-            rpc_error(req, 400, valid_id(id) ? id : NULL, RPC_INVALID_REQUEST,
-                      "Invalid Request: method is required");
-        json_decref(msg);
-        return;
-    }
-    if (id && !valid_id(id)) {
-        rpc_error(req, 400, NULL, RPC_INVALID_REQUEST,
-                  "Invalid Request: id must be a string or an integer");
-        json_decref(msg);
-        return;
-    }
-    const json_t *params = json_object_get(msg, "params");
-    if (params && !json_is_object(params)) {
-        rpc_error(req, 200, id, RPC_INVALID_PARAMS, "params must be an object");
-        json_decref(msg);
-        return;
-    }
-    if (strcmp(method, "initialize") == 0) {
-        if (!id)
-            gwreq_reply(req, 202, NULL, "", 0);
-        else
-            initialize(g, req, id, params);
-        json_decref(msg);
-        return;
-    }
+    struct rpc_message m;
+    rpc_message_parse(body, len, &m);
     const char *sid = gwreq_header(req, "Mcp-Session-Id");
-    if (!sid || !*sid) {
-        rpc_error(req, 400, id, RPC_INVALID_REQUEST,
-                  "Bad Request: Mcp-Session-Id header is required");
+    if (m.kind == RPC_BAD) {
+        /* Parse errors and malformed requests are the client's: 400, as the SDK servers do. */
+        send_error(req, m.error_code == RPC_INVALID_PARAMS ? 200 : 400, m.id, m.error_code,
+                   m.error_text);
+    } else if (m.kind == RPC_RESPONSE) {
+        gwreq_reply(req, 202, NULL, "", 0);
+    } else if (strcmp(m.method, "initialize") == 0) {
+        if (m.kind == RPC_NOTIFICATION)
+            gwreq_reply(req, 202, NULL, "", 0);
+        else
+            initialize(g, req, m.id, m.params);
+    } else if (!sid || !*sid) {
+        send_error(req, 400, m.id, RPC_INVALID_REQUEST,
+                   "Bad Request: Mcp-Session-Id header is required");
     } else if (!session_find(g->sessions, sid)) {
-        rpc_error(req, 404, id, RPC_SESSION_UNKNOWN, "Session not found");
-    } else if (!id) {
-        gwreq_reply(req, 202, NULL, "", 0); /* notifications: nothing to answer */
-    } else if (strcmp(method, "ping") == 0) {
-        rpc_reply(req, 200, (json_t *)id, json_object());
-    } else if (strcmp(method, "tools/list") == 0) {
-        tools_list(g, req, id);
-    } else if (strcmp(method, "tools/call") == 0) {
-        tools_call(g, req, id, params);
+        send_error(req, 404, m.id, RPC_SESSION_UNKNOWN, "Session not found");
+    } else if (m.kind == RPC_NOTIFICATION) {
+        gwreq_reply(req, 202, NULL, "", 0); /* nothing to answer */
+    } else if (strcmp(m.method, "ping") == 0) {
+        rpc_reply(req, 200, m.id, json_object());
+    } else if (strcmp(m.method, "tools/list") == 0) {
+        tools_list(g, req, m.id);
+    } else if (strcmp(m.method, "tools/call") == 0) {
+        tools_call(g, req, m.id, m.params);
     } else {
         char text[300];
-        snprintf(text, sizeof text, "Method not found: %.200s", method);
-        rpc_error(req, 200, id, RPC_METHOD_NOT_FOUND, text);
+        snprintf(text, sizeof text, "Method not found: %.200s", m.method);
+        send_error(req, 200, m.id, RPC_METHOD_NOT_FOUND, text);
     }
-    json_decref(msg);
+    rpc_message_clear(&m);
 }
 
 void mcp_handle(struct gateway *g, struct gwreq *req)
