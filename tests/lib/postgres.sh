@@ -86,7 +86,7 @@ pg_start()
         if [ -f "$dir/pg.env" ]; then
             port=$(. "$dir/pg.env" && echo "$PG_PORT")
         else
-            port=55432
+            port=55799
         fi
     fi
     if [ ! -x "$PG_BIN/pg_ctl" ]; then
