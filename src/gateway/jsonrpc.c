@@ -21,7 +21,7 @@ void rpc_message_parse(const char *body, size_t len, struct rpc_message *m)
 {
     memset(m, 0, sizeof *m);
     json_error_t e;
-    m->root = json_loadb(body, len, 0, &e);
+    m->root = json_loadb(body, len, JSON_DECODE_ANY, &e);
     if (!m->root) {
         char text[sizeof m->error_text];
         snprintf(text, sizeof text, "Parse error: %.120s", e.text);
