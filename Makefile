@@ -230,6 +230,7 @@ coverage:
 	$(COV_MAKE) test-runtime
 	$(COV_MAKE) test-handlers
 	$(COV_MAKE) test-sidecar
+	$(COV_MAKE) test-gateway
 	$(COV_MAKE) test-integration-sidecar
 	$(COV_MAKE) test-chaos
 	COVERAGE_MIN=$(COVERAGE_MIN) scripts/coverage-report.sh build/coverage

@@ -18,7 +18,7 @@ pct() { lcov --rc lcov_branch_coverage=1 --summary "$1" 2>&1 | awk -v k="$2" '$1
 
 printf '== coverage of src/ (%s)\n' "$BUILD"
 printf '   %-16s %-28s %s\n' part lines branches
-for part in common runtime sidecar invoke; do
+for part in common runtime sidecar gateway invoke; do
     lcov "${RC[@]}" --extract "$OUT/src.info" "$ROOT/src/$part/*" --output-file "$OUT/$part.info" \
         2>/dev/null || continue
     printf '   %-16s %-28s %s\n' "src/$part" "$(pct "$OUT/$part.info" 'lines......:')" \
