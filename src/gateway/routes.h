@@ -31,15 +31,15 @@ enum param_type {
 
 /* One parameter (or nested property / array item shape). */
 struct param {
-    char *name;           /* NULL for an array's items */
+    char *name; /* NULL for an array's items */
     enum param_type type;
-    char *description;    /* may be NULL */
+    char *description; /* may be NULL */
     bool required;
-    json_t *default_value; /* may be NULL; already checked against the type */
-    json_t *options;      /* JSON array of allowed values, or NULL */
+    json_t *default_value;    /* may be NULL; already checked against the type */
+    json_t *options;          /* JSON array of allowed values, or NULL */
     struct param *properties; /* PARAM_OBJECT: nproperties of them */
     size_t nproperties;
-    struct param *items;  /* PARAM_ARRAY: the shape of each item, or NULL (any) */
+    struct param *items; /* PARAM_ARRAY: the shape of each item, or NULL (any) */
 };
 
 struct tool {

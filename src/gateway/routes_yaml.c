@@ -35,8 +35,8 @@
 #define DEFAULT_PROGRESS false
 #define DEFAULT_TIMEOUT  300L
 #define MAX_TIMEOUT      ((long)INT_MAX) /* the job store keeps it in an int */
-#define MAX_DEPTH        32      /* nesting of shapes and defaults; also stops alias loops */
-#define NODE_BUDGET      1000000 /* nodes visited per load; stops alias bombs */
+#define MAX_DEPTH        32     /* nesting of shapes and defaults; also stops alias loops */
+#define NODE_BUDGET      100000 /* nodes visited per load; stops alias bombs */
 
 /* Used when no path is configured (routes.h). */
 static const char builtin_yaml[] = "tools:\n"
@@ -87,6 +87,7 @@ struct loader {
     size_t budget;
     char *err;
     size_t errlen;
+    char scratch[1]; /* err when the caller gave none */
 };
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -954,11 +955,10 @@ static int build(struct loader *l)
 
 static int loader_init(struct loader *l, char *err, size_t errlen)
 {
-    static char scratch[1];
     memset(l, 0, sizeof *l);
     /* Messages always have somewhere to go. */
-    l->err = err && errlen ? err : scratch;
-    l->errlen = err && errlen ? errlen : sizeof scratch;
+    l->err = err && errlen ? err : l->scratch;
+    l->errlen = err && errlen ? errlen : sizeof l->scratch;
     l->err[0] = '\0';
     l->budget = NODE_BUDGET;
     l->out = calloc(1, sizeof *l->out);
@@ -1040,10 +1040,12 @@ static int add_dir(struct loader *l, const char *dir)
         struct stat st;
         if (!yaml_name(e->d_name))
             continue;
-        if (asprintf(&full, "%s/%s", dir, e->d_name) < 0) {
+        size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        if (!(full = malloc(len))) {
             rc = nomem(l);
             break;
         }
+        snprintf(full, len, "%s/%s", dir, e->d_name);
         if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) {
             free(full); /* a dangling link or a directory named x.yaml */
             continue;

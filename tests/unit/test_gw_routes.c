@@ -671,6 +671,42 @@ static void test_document_errors(void **state)
              "t.yaml:5: nested more than 32 levels deep");
 }
 
+static void test_limits(void **state)
+{
+    (void)state;
+    /* Not UTF-8: the reader reports a byte offset, not a line. */
+    load_err("tools:\n  - name: \xff\n", "t.yaml: invalid leading UTF-8 octet at byte 17");
+    /* An alias bomb (10^6 nodes from a few lines) stops at the node budget. */
+    load_err("tools:\n"
+             "  - name: t\n"
+             "    route: [q]\n"
+             "    parameters:\n"
+             "      l:\n"
+             "        type: array\n"
+             "        default:\n"
+             "          - &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+             "          - &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+             "          - &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+             "          - &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+             "          - &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+             "          - [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
+             "t.yaml:8: too many nodes (more than 100000, with aliases)");
+    /* Deep nesting without aliases. */
+    char yaml[4096] = "tools:\n  - name: t\n    route: [q]\n    parameters:\n      o: ";
+    for (int i = 0; i < 40; i++)
+        strcat(yaml, "{type: object, properties: {o: ");
+    strcat(yaml, "{type: string}");
+    for (int i = 0; i < 40; i++)
+        strcat(yaml, "}}");
+    strcat(yaml, "\n");
+    load_err(yaml, "t.yaml:5: nested more than 32 levels deep");
+
+    /* No error buffer: still an error code. */
+    struct routes *r = NULL;
+    assert_int_equal(routes_load_string("tools: 1\n", "t.yaml", &r, NULL, 0), -EINVAL);
+    assert_null(r);
+}
+
 static void test_aliases(void **state)
 {
     (void)state;
@@ -871,9 +907,10 @@ int main(void)
         cmocka_unit_test(test_dir_empty),       cmocka_unit_test(test_unknown_keys),
         cmocka_unit_test(test_tool_errors),     cmocka_unit_test(test_setting_errors),
         cmocka_unit_test(test_param_errors),    cmocka_unit_test(test_value_errors),
-        cmocka_unit_test(test_document_errors), cmocka_unit_test(test_aliases),
-        cmocka_unit_test(test_schema),          cmocka_unit_test(test_args_basic),
-        cmocka_unit_test(test_args_integers),   cmocka_unit_test(test_args_nested),
+        cmocka_unit_test(test_document_errors), cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_aliases),         cmocka_unit_test(test_schema),
+        cmocka_unit_test(test_args_basic),      cmocka_unit_test(test_args_integers),
+        cmocka_unit_test(test_args_nested),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
