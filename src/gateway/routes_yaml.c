@@ -310,6 +310,8 @@ static int check_map(struct loader *l, const yaml_node_t *map)
         const yaml_node_t *k = node_at(l, pr->key);
         if (k->type != YAML_SCALAR_NODE)
             return FAIL(l, k, "a key must be a string, not a %s", kind_name(k));
+        if (strlen(text(k)) != k->data.scalar.length)
+            return FAIL(l, k, "a key contains a NUL character");
         for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < pr; q++)
             if (!strcmp(text(node_at(l, q->key)), text(k)))
                 return FAIL(l, k, "duplicate key \"%s\"", text(k));

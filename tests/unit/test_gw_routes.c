@@ -666,6 +666,8 @@ static void test_document_errors(void **state)
     load_err("? [a]\n: b\n", "t.yaml:1: a key must be a string, not a list");
     load_err("tools: []\ntools: []\n", "t.yaml:2: duplicate key \"tools\"");
     load_err("tools:\n  - name: \"a\\0b\"\n", "t.yaml:2: a tool name contains a NUL character");
+    load_err("tools:\n  - {name: a, route: [q], \"na\\0me\": 1}\n",
+             "t.yaml:2: a key contains a NUL character");
     /* An alias loop in a shape stops at the depth limit instead of recursing forever. */
     load_err(TOOL "      o: &x {type: object, properties: {p: *x}}\n",
              "t.yaml:5: nested more than 32 levels deep");
