@@ -39,7 +39,8 @@ typedef void (*store_job_cb)(void *arg, enum store_rc rc, const struct job *job,
 /* ups: the job's history entries with id > after_id, oldest first (OK). */
 typedef void (*store_updates_cb)(void *arg, enum store_rc rc, const struct job_update *ups,
                                  size_t n, const char *errmsg);
-/* A history entry was committed (by this or another replica). */
+/* A history entry was committed (by this or another replica).  job_id "" (update_id 0): the
+ * PostgreSQL store (re)started listening, some may have been missed: anything may have changed. */
 typedef void (*store_notify_cb)(void *ctx, const char *job_id, int64_t update_id);
 
 struct jobstore;
