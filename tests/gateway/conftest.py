@@ -304,7 +304,12 @@ class GwBroker:
                 log.warning("deleting %s: %s", q, exc)
 
     def depth(self, queue: str) -> int:
-        return self.channel.queue_declare(queue=queue, passive=True).method.message_count
+        try:
+            return self.channel.queue_declare(queue=queue, passive=True).method.message_count
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.StreamLostError,
+                pika.exceptions.ChannelWrongStateError, pika.exceptions.ConnectionWrongStateError):
+            self.close()
+            return self.channel.queue_declare(queue=queue, passive=True).method.message_count
 
     def purge(self, *queues: str) -> None:
         for q in queues:
@@ -312,8 +317,14 @@ class GwBroker:
             self._stash.pop(q, None)
 
     def get(self, queue: str) -> Optional[Msg]:
-        """One message (auto-ack), or None when the queue is empty now."""
-        method, props, body = self.channel.basic_get(queue=queue, auto_ack=True)
+        """One message (auto-ack), or None when the queue is empty now.  A
+        connection lost to a broker restart is opened again once."""
+        try:
+            method, props, body = self.channel.basic_get(queue=queue, auto_ack=True)
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.StreamLostError,
+                pika.exceptions.ChannelWrongStateError, pika.exceptions.ConnectionWrongStateError):
+            self.close()
+            method, props, body = self.channel.basic_get(queue=queue, auto_ack=True)
         return None if method is None else Msg(method, props, body)
 
     def drain(self, queue: str) -> List[Msg]:
