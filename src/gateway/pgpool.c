@@ -38,13 +38,16 @@
 #ifndef PIPELINE_DEPTH
 #define PIPELINE_DEPTH 32
 #endif
-#define REASON_LEN 400
+#define MAX_STATEMENTS 64 /* bits of conn.prepared */
+#define REASON_LEN     400
 
 struct op {
     struct op *next;
-    const char *sql; /* borrowed: a literal or a migration the pool owns */
+    const char *sql; /* borrowed: a migration or a literal (stmt < 0) */
+    int stmt;        /* index into the pool's statements, or -1 */
+    bool prepare;    /* PQsendPrepare of stmt (cb NULL) */
     bool simple;     /* PQsendQuery: no parameters, may hold several statements */
-    bool internal;   /* the pool's own (migration, LISTEN): no timeout, no stats */
+    bool internal;   /* the pool's own (migration, LISTEN): no timeout */
     int nparams;
     char **params; /* one allocation: the pointers, then the strings */
     pgpool_cb cb;
@@ -60,10 +63,12 @@ struct conn {
     PGconn *pg;
     enum conn_state state;
     bool listener;
-    bool setup;    /* OPEN, but migrating or sending LISTEN: not for statements */
-    bool pipeline; /* in libpq pipeline mode */
-    bool tried;    /* connected or tried at least once (for the reconnect count) */
-    unsigned gen;  /* bumped when the connection is dropped */
+    bool setup;                /* OPEN, but migrating or sending LISTEN: not for statements */
+    bool pipeline;             /* in libpq pipeline mode */
+    bool tried;                /* connected or tried at least once (for the reconnect count) */
+    uint64_t prepared;         /* bit i: statement i is prepared on this session */
+    char prep_err[REASON_LEN]; /* why the latest PQsendPrepare failed */
+    unsigned gen;              /* bumped when the connection is dropped */
     double backoff;
     int fd;
     int events;
@@ -85,8 +90,9 @@ struct migration {
 struct pgpool {
     struct ev_loop *loop;
     char *conninfo;
-    int nconns; /* pool connections, then the listener if any */
-    struct conn *conns;
+    const char *const *stmts; /* borrowed from the config */
+    int nstmts;
+    struct conn *conns; /* nconns pool connections, then the listener if any */
     struct conn *listener;
     struct op *qhead;
     struct op *qtail;
@@ -97,21 +103,22 @@ struct pgpool {
     void *notify_ctx;
     struct migration *migs;
     size_t nmigs;
-    char lock_key[24];
-    bool migrated;
     struct conn *migrating;
-    enum mig_step mstep;
     size_t mindex;
-    bool migrate_wait;
+    uint64_t reconnects;
     ev_timer migrate_timer;
+    int nconns;
+    enum mig_step mstep;
+    int depth;
+    int rr; /* round-robin start for dispatch */
+    bool migrated;
+    bool migrate_wait;
     bool listening;
+    bool freeing;
+    char lock_key[24];
     char last_err[REASON_LEN]; /* libpq's latest connection failure */
     char mig_err[REASON_LEN];  /* the latest migration failure */
     char reason[REASON_LEN + 64];
-    uint64_t reconnects;
-    int depth;
-    bool freeing;
-    int rr; /* round-robin start for dispatch */
 };
 
 static void conn_start(struct conn *c);
@@ -186,6 +193,7 @@ static struct op *op_new(const char *sql, bool simple, int nparams, const char *
     if (!op)
         return NULL;
     op->sql = sql;
+    op->stmt = -1;
     op->simple = simple;
     op->nparams = nparams;
     op->cb = cb;
@@ -268,9 +276,7 @@ static void conn_flush(struct conn *c)
     conn_watch(c, PQsocket(c->pg), EV_READ | (r > 0 ? EV_WRITE : 0));
 }
 
-/* Hand op to libpq on c.  On failure the connection is dropped, which
- * fails op with the rest. */
-static void conn_send(struct conn *c, struct op *op)
+static void conn_push(struct conn *c, struct op *op)
 {
     op->next = NULL;
     if (c->tail)
@@ -280,16 +286,62 @@ static void conn_send(struct conn *c, struct op *op)
     c->tail = op;
     if (c->nflight++ == 0 && !op->internal)
         timer_again(c, QUERY_TIMEOUT);
+}
 
-    int ok = op->simple ? PQsendQuery(c->pg, op->sql)
-                        : PQsendQueryParams(c->pg, op->sql, op->nparams, NULL,
-                                            (const char *const *)op->params, NULL, NULL, 0);
+/* One PQsend* (and the sync that makes it a transaction of its own); 0 on failure. */
+static int send_one(struct conn *c, const struct op *op)
+{
+    const struct pgpool *p = c->pool;
+    char name[24];
+    int ok;
+
+    if (op->stmt >= 0)
+        snprintf(name, sizeof name, "asya_%d", op->stmt);
+    if (op->prepare)
+        ok = PQsendPrepare(c->pg, name, p->stmts[op->stmt], 0, NULL);
+    else if (op->stmt >= 0)
+        ok = PQsendQueryPrepared(c->pg, name, op->nparams, (const char *const *)op->params, NULL,
+                                 NULL, 0);
+    else if (op->simple)
+        ok = PQsendQuery(c->pg, op->sql);
+    else
+        ok = PQsendQueryParams(c->pg, op->sql, op->nparams, NULL, (const char *const *)op->params,
+                               NULL, NULL, 0);
     if (ok && c->pipeline) {
         ok = PQpipelineSync(c->pg);
         if (ok)
             c->syncs++;
     }
-    if (!ok) {
+    return ok;
+}
+
+/*
+ * Hand op to libpq on c, preparing its statement first on a session that
+ * has not seen it (pipeline mode: the Prepare goes ahead in the same
+ * flight, so the server skips parsing and, after a few runs, planning).  On
+ * failure the connection is dropped, which fails op with the rest.
+ */
+static void conn_send(struct conn *c, struct op *op)
+{
+    if (op->stmt >= 0 && !(c->prepared & (UINT64_C(1) << op->stmt))) {
+        struct op *prep = op_new(NULL, false, 0, NULL, NULL, NULL);
+        if (!prep) {
+            conn_push(c, op);
+            conn_lost(c, "out of memory");
+            return;
+        }
+        prep->stmt = op->stmt;
+        prep->prepare = true;
+        c->prepared |= UINT64_C(1) << op->stmt;
+        conn_push(c, prep);
+        if (!send_one(c, prep)) {
+            conn_push(c, op);
+            conn_lost(c, PQerrorMessage(c->pg));
+            return;
+        }
+    }
+    conn_push(c, op);
+    if (!send_one(c, op)) {
         conn_lost(c, PQerrorMessage(c->pg));
         return;
     }
@@ -299,7 +351,8 @@ static void conn_send(struct conn *c, struct op *op)
 /* Call op's callback for a failure that is not the server's answer. */
 static void op_fail(struct op *op, enum pgpool_rc rc, const char *why)
 {
-    op->cb(op->arg, rc, NULL, why);
+    if (op->cb)
+        op->cb(op->arg, rc, NULL, why);
     op_free(op);
 }
 
@@ -326,13 +379,24 @@ static void op_complete(struct conn *c)
         timer_again(c, QUERY_TIMEOUT);
 
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY) {
+    bool good = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY;
+    char why[REASON_LEN];
+    const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (!good)
+        first_line(why, sizeof why, msg ? msg : PQerrorMessage(c->pg));
+    if (op->prepare) {
+        /* Prepare again next time; meanwhile the statement behind it fails
+         * with "does not exist", so it reports this reason instead. */
+        if (!good) {
+            c->prepared &= ~(UINT64_C(1) << op->stmt);
+            snprintf(c->prep_err, sizeof c->prep_err, "%s", why);
+        }
+    } else if (good) {
         op->cb(op->arg, PGPOOL_OK, res, NULL);
     } else {
-        char why[REASON_LEN];
-        const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-        first_line(why, sizeof why, msg ? msg : PQerrorMessage(c->pg));
-        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        if (op->stmt >= 0 && state && strcmp(state, "26000") == 0 && c->prep_err[0])
+            snprintf(why, sizeof why, "%s", c->prep_err);
         if (PQstatus(c->pg) == CONNECTION_BAD || sqlstate_unavailable(state)) {
             char full[REASON_LEN + 32];
             snprintf(full, sizeof full, "database unavailable: %s", why);
@@ -511,6 +575,7 @@ static void conn_lost(struct conn *c, const char *why)
     c->gen++;
     c->setup = false;
     c->pipeline = false;
+    c->prepared = 0;
     c->syncs = 0;
     PQclear(c->res);
     c->res = NULL;
@@ -599,7 +664,7 @@ static void conn_work(struct conn *c)
 {
     /* Pipeline mode sends the next statements without waiting for each
      * answer; it has to be entered while the connection is idle. */
-    if (PIPELINE_DEPTH > 1 && !c->pipeline && !c->head) {
+    if (!c->pipeline && !c->head) {
         if (PQenterPipelineMode(c->pg) != 1) {
             conn_lost(c, PQerrorMessage(c->pg));
             return;
@@ -616,8 +681,7 @@ static void dispatch(struct pgpool *p)
         struct conn *best = NULL;
         for (int k = 0; k < p->nconns; k++) {
             struct conn *c = &p->conns[(p->rr + k) % p->nconns];
-            size_t cap = c->pipeline ? PIPELINE_DEPTH : 1;
-            if (!conn_usable(c) || c->nflight >= cap)
+            if (!conn_usable(c) || !c->pipeline || c->nflight >= PIPELINE_DEPTH)
                 continue;
             if (!best || c->nflight < best->nflight)
                 best = c;
@@ -926,7 +990,11 @@ struct pgpool *pgpool_new(struct ev_loop *loop, const struct pgpool_config *cfg,
                           size_t errlen)
 {
     char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(cfg->conninfo ? cfg->conninfo : "", &perr);
+    if (!cfg->conninfo) {
+        set_err(err, errlen, "no database URL");
+        return NULL;
+    }
+    PQconninfoOption *opts = PQconninfoParse(cfg->conninfo, &perr);
     if (!opts) {
         char why[REASON_LEN];
         first_line(why, sizeof why, perr ? perr : "out of memory");
@@ -935,6 +1003,10 @@ struct pgpool *pgpool_new(struct ev_loop *loop, const struct pgpool_config *cfg,
         return NULL;
     }
     PQconninfoFree(opts);
+    if (cfg->nstatements < 0 || cfg->nstatements > MAX_STATEMENTS) {
+        set_err(err, errlen, "at most %d statements", MAX_STATEMENTS);
+        return NULL;
+    }
     if (cfg->listen && !identifier(cfg->listen)) {
         set_err(err, errlen, "bad channel name %s", cfg->listen);
         return NULL;
@@ -944,6 +1016,8 @@ struct pgpool *pgpool_new(struct ev_loop *loop, const struct pgpool_config *cfg,
     if (!p)
         goto nomem;
     p->loop = loop;
+    p->stmts = cfg->statements;
+    p->nstmts = cfg->nstatements;
     p->nconns = cfg->pool_size > 0 ? cfg->pool_size : 1;
     p->queue_max = cfg->queue_max ? cfg->queue_max : 1;
     p->notify = cfg->notify;
@@ -968,15 +1042,15 @@ struct pgpool *pgpool_new(struct ev_loop *loop, const struct pgpool_config *cfg,
         p->migrated = true;
     }
 
-    for (int i = 0; i < p->nconns; i++)
-        conn_init(p, &p->conns[i], false);
-    if (cfg->listen) {
-        p->listener = &p->conns[p->nconns];
-        conn_init(p, p->listener, true);
+    int total = p->nconns + (cfg->listen ? 1 : 0);
+    for (int i = 0; i < total; i++) {
+        struct conn *c = &p->conns[i];
+        conn_init(p, c, i == p->nconns);
+        /* Connect from the loop, not here: the caller gets the pool at once. */
+        timer_again(c, 0.);
     }
-    /* Connect from the loop, not here: the caller gets the pool at once. */
-    for (int i = 0; i < p->nconns + (p->listener ? 1 : 0); i++)
-        timer_again(&p->conns[i], 0.);
+    if (cfg->listen)
+        p->listener = &p->conns[p->nconns];
     return p;
 
 nomem:
@@ -1037,8 +1111,8 @@ void pgpool_free(struct pgpool *p)
         destroy(p);
 }
 
-void pgpool_query(struct pgpool *p, const char *sql, int nparams, const char *const *params,
-                  pgpool_cb cb, void *arg)
+void pgpool_query(struct pgpool *p, int stmt, int nparams, const char *const *params, pgpool_cb cb,
+                  void *arg)
 {
     const char *why;
 
@@ -1052,10 +1126,13 @@ void pgpool_query(struct pgpool *p, const char *sql, int nparams, const char *co
     } else if (p->queued >= p->queue_max) {
         cb(arg, PGPOOL_UNAVAILABLE, NULL, "database busy");
     } else {
-        struct op *op = op_new(sql, false, nparams, params, cb, arg);
-        if (!op) {
+        struct op *op = NULL;
+        if (stmt < 0 || stmt >= p->nstmts) {
+            cb(arg, PGPOOL_ERROR, NULL, "no such statement");
+        } else if (!(op = op_new(NULL, false, nparams, params, cb, arg))) {
             cb(arg, PGPOOL_ERROR, NULL, "out of memory");
         } else {
+            op->stmt = stmt;
             if (p->qtail)
                 p->qtail->next = op;
             else

@@ -41,14 +41,16 @@ typedef void (*pgpool_cb)(void *arg, enum pgpool_rc rc, const PGresult *res, con
 typedef void (*pgpool_notify_cb)(void *ctx, const char *payload);
 
 struct pgpool_config {
-    const char *conninfo;       /* libpq URI or key=value string; copied */
-    int pool_size;              /* connections for statements, >= 1 */
-    size_t queue_max;           /* statements waiting for a connection */
-    const char *listen;         /* channel to LISTEN on (an identifier); NULL = none */
-    pgpool_notify_cb notify;    /* with listen */
-    void *notify_ctx;           /* passed to notify */
-    const char *migrations_dir; /* NNN_name.sql files; NULL = none */
-    int64_t lock_key;           /* pg_advisory_lock key held while migrating */
+    const char *conninfo;          /* libpq URI or key=value string; copied */
+    const char *const *statements; /* what pgpool_query runs, by index; borrowed (literals) */
+    int nstatements;               /* at most 64 */
+    int pool_size;                 /* connections for statements, >= 1 */
+    size_t queue_max;              /* statements waiting for a connection */
+    const char *listen;            /* channel to LISTEN on (an identifier); NULL = none */
+    pgpool_notify_cb notify;       /* with listen */
+    void *notify_ctx;              /* passed to notify */
+    const char *migrations_dir;    /* NNN_name.sql files; NULL = none */
+    int64_t lock_key;              /* pg_advisory_lock key held while migrating */
 };
 
 struct pgpool;
@@ -69,14 +71,15 @@ struct pgpool *pgpool_new(struct ev_loop *loop, const struct pgpool_config *cfg,
 void pgpool_free(struct pgpool *p);
 
 /*
- * Run one statement with text parameters (params[i] NULL is SQL NULL; all
+ * Run statements[stmt] of the config (prepared once per connection, its
+ * own transaction) with text parameters (params[i] NULL is SQL NULL; all
  * copied).  cb is called exactly once: before this returns with
  * PGPOOL_UNAVAILABLE when the pool is not ready or its queue is full, else
  * later from the loop.  A statement that was sent on a connection that then
  * died fails with PGPOOL_UNAVAILABLE (it may or may not have committed).
  */
-void pgpool_query(struct pgpool *p, const char *sql, int nparams, const char *const *params,
-                  pgpool_cb cb, void *arg);
+void pgpool_query(struct pgpool *p, int stmt, int nparams, const char *const *params, pgpool_cb cb,
+                  void *arg);
 
 /* True when statements can run now; else *reason (borrowed, valid until the
  * loop runs again) says why, as "database unavailable: ...". */

@@ -1,7 +1,8 @@
 /*
  * store_pg.c - the PostgreSQL job store (jobstore.h) over pgpool.c.
  *
- * Every operation is one parameterised statement, so one round trip: the
+ * Every operation is one parameterised statement (prepared once per
+ * connection, pipelined by the pool), so one round trip: the
  * writes are data-modifying CTEs that change the job and insert its history
  * entry in the same implicit transaction.  apply() is job_apply() of job.c
  * written in SQL (the job row is locked first, so concurrent writers on any
@@ -173,7 +174,11 @@ static const char SQL_PURGE[] = "WITH d AS ("
 
 /* ---- the store ---------------------------------------------------------- */
 
+/* Also the statements' indexes in the pool. */
 enum op_kind { OP_CREATE, OP_APPLY, OP_GET, OP_UPDATES, OP_EXPIRE, OP_PURGE, OP_COUNT };
+
+static const char *const statements[OP_COUNT] = {SQL_CREATE,  SQL_APPLY,  SQL_GET,
+                                                 SQL_UPDATES, SQL_EXPIRE, SQL_PURGE};
 
 static const char *const op_names[OP_COUNT] = {"create",  "apply",  "get",
                                                "updates", "expire", "purge"};
@@ -245,7 +250,7 @@ static struct req *req_new(struct pg_store *s, enum op_kind op, store_job_cb jcb
     if (!r) {
         if (jcb)
             jcb(arg, STORE_ERROR, NULL, "out of memory");
-        else
+        else if (ucb)
             ucb(arg, STORE_ERROR, NULL, 0, "out of memory");
         return NULL;
     }
@@ -563,7 +568,7 @@ static void pg_create(struct jobstore *st, const struct job *j, store_job_cb cb,
     snprintf(total, sizeof total, "%d", j->total_steps);
     snprintf(created, sizeof created, "%" PRId64, j->created_ms > 0 ? j->created_ms : job_now_ms());
     const char *params[] = {j->id, steps_txt, cur, payload, timeout, deadline, total, created};
-    pgpool_query(s->pool, SQL_CREATE, 8, params, on_create, r);
+    pgpool_query(s->pool, OP_CREATE, 8, params, on_create, r);
     free(steps_txt);
     free(payload);
 }
@@ -620,7 +625,7 @@ static void pg_apply(struct jobstore *st, const char *id, const struct job_chang
                             c->kind == CHANGE_PROGRESS ? step_status_name(c->step_status) : NULL,
                             result,
                             c->error ? c->error : "unknown error"};
-    pgpool_query(s->pool, SQL_APPLY, 9, params, on_job_row, r);
+    pgpool_query(s->pool, OP_APPLY, 9, params, on_job_row, r);
     free(result);
 }
 
@@ -631,7 +636,7 @@ static void pg_get(struct jobstore *st, const char *id, store_job_cb cb, void *a
     if (!r)
         return;
     const char *params[] = {id};
-    pgpool_query(s->pool, SQL_GET, 1, params, on_job_row, r);
+    pgpool_query(s->pool, OP_GET, 1, params, on_job_row, r);
 }
 
 static void pg_updates(struct jobstore *st, const char *id, int64_t after_id, store_updates_cb cb,
@@ -649,11 +654,11 @@ static void pg_updates(struct jobstore *st, const char *id, int64_t after_id, st
     char after[24];
     snprintf(after, sizeof after, "%" PRId64, after_id);
     const char *params[] = {id, after};
-    pgpool_query(s->pool, SQL_UPDATES, 2, params, on_updates, r);
+    pgpool_query(s->pool, OP_UPDATES, 2, params, on_updates, r);
 }
 
-static void count_query(struct pg_store *s, enum op_kind op, const char *sql, int64_t ms,
-                        store_updates_cb cb, void *arg)
+static void count_query(struct pg_store *s, enum op_kind op, int64_t ms, store_updates_cb cb,
+                        void *arg)
 {
     struct req *r = req_new(s, op, NULL, cb, arg);
     if (!r)
@@ -661,17 +666,17 @@ static void count_query(struct pg_store *s, enum op_kind op, const char *sql, in
     char t[24];
     snprintf(t, sizeof t, "%" PRId64, ms);
     const char *params[] = {t};
-    pgpool_query(s->pool, sql, 1, params, on_count, r);
+    pgpool_query(s->pool, (int)op, 1, params, on_count, r);
 }
 
 static void pg_expire(struct jobstore *st, int64_t now_ms, store_updates_cb cb, void *arg)
 {
-    count_query(pg_of(st), OP_EXPIRE, SQL_EXPIRE, now_ms, cb, arg);
+    count_query(pg_of(st), OP_EXPIRE, now_ms, cb, arg);
 }
 
 static void pg_purge(struct jobstore *st, int64_t older_than_ms, store_updates_cb cb, void *arg)
 {
-    count_query(pg_of(st), OP_PURGE, SQL_PURGE, older_than_ms, cb, arg);
+    count_query(pg_of(st), OP_PURGE, older_than_ms, cb, arg);
 }
 
 static bool pg_ready(struct jobstore *st, const char **reason)
@@ -773,6 +778,8 @@ struct jobstore *jobstore_pg_new(struct ev_loop *loop, const char *url, const ch
     s->base.notify_ctx = ctx;
     struct pgpool_config cfg = {
         .conninfo = url,
+        .statements = statements,
+        .nstatements = OP_COUNT,
         .pool_size = pool_size > 0 ? pool_size : 4,
         .queue_max = QUEUE_MAX,
         .listen = NOTIFY_CHANNEL,
