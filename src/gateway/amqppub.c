@@ -137,6 +137,9 @@ struct amqppub {
     bool ever_ready; /* some connection did (later ones count as reconnects) */
     bool broken;     /* lost; teardown() runs from the next loop callback */
     bool blocked;    /* connection.blocked: the broker reads nothing */
+    bool drain;      /* broken by a failed send: frames may wait unread */
+    bool draining;   /* teardown is reading them (publishing is refused) */
+    bool close_seen; /* connection.close came: its reason is the real one */
     int heartbeat;   /* negotiated seconds, 0 = none */
     double last_rx;  /* monotonic seconds of the last readable event */
     double backoff;  /* the next reconnect delay */
@@ -347,7 +350,7 @@ static void mark_broken(struct amqppub *p, const char *fmt, ...)
 /* Publishes are accepted (sent or queued): a connection is open. */
 static bool link_up(const struct amqppub *p)
 {
-    return p->state >= ST_CHANNEL && !p->broken;
+    return p->state >= ST_CHANNEL && !p->broken && !p->draining;
 }
 
 static bool writable(const struct amqppub *p)
@@ -370,6 +373,7 @@ static int send_method(struct amqppub *p, amqp_channel_t ch, amqp_method_number_
     int rc = amqp_send_method(p->conn, ch, id, m);
     if (rc != AMQP_STATUS_OK) {
         mark_broken(p, "%s: %s", what, amqp_error_string2(rc));
+        p->drain = true;
         return -1;
     }
     return 0;
@@ -439,8 +443,28 @@ static void connect_start(struct amqppub *p)
 
 /* The connection is gone (or never came up): close it, fail what is
  * pending, and try again after the backoff. */
+static void pump(struct amqppub *p);
+
+/* A send failed, but what the broker said before that may still be unread:
+ * confirms (those publishes did succeed) and often a connection.close with
+ * the real reason (a broker shutting down, say). */
+static void drain_unread(struct amqppub *p)
+{
+    char first[sizeof p->why];
+    memcpy(first, p->why, sizeof first);
+    p->broken = false;
+    p->draining = true;
+    pump(p);
+    p->draining = false;
+    p->broken = true;
+    if (!p->close_seen)
+        memcpy(p->why, first, sizeof first);
+}
+
 static void teardown(struct amqppub *p)
 {
+    if (p->drain && p->conn && p->state >= ST_CHANNEL)
+        drain_unread(p);
     bool was_ready = p->ready_once;
     ev_io_stop(p->loop, &p->rio);
     ev_io_stop(p->loop, &p->wio);
@@ -451,7 +475,7 @@ static void teardown(struct amqppub *p)
         amqp_destroy_connection(p->conn);
     p->conn = NULL;
     p->state = ST_IDLE;
-    p->broken = p->blocked = p->ready_once = false;
+    p->broken = p->blocked = p->ready_once = p->drain = p->close_seen = false;
     p->ret = RET_NONE;
     p->ring.count = 0;
     snprintf(p->last_err, sizeof p->last_err, "%s", p->why);
@@ -522,6 +546,7 @@ static void send_one(struct amqppub *p, struct pub *m)
     if (rc != AMQP_STATUS_OK) {
         /* m stays pending: teardown fails it with the reason. */
         mark_broken(p, "publish failed: %s", amqp_error_string2(rc));
+        p->drain = true;
         return;
     }
     p->next_tag++;
@@ -536,7 +561,7 @@ static void send_one(struct amqppub *p, struct pub *m)
  * more without waiting. */
 static void flush(struct amqppub *p)
 {
-    while (p->first_unsent && p->state == ST_READY && !p->blocked && !p->broken) {
+    while (p->first_unsent && p->state == ST_READY && !p->blocked && !p->broken && !p->draining) {
         if (!writable(p)) {
             ev_io_start(p->loop, &p->wio);
             break;
@@ -754,6 +779,7 @@ static void on_method(struct amqppub *p, amqp_channel_t ch, const amqp_method_t 
             amqp_send_method(p->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
             mark_broken(p, "broker closed the connection: %u %.*s", c->reply_code,
                         (int)c->reply_text.len, (const char *)c->reply_text.bytes);
+            p->close_seen = true;
             return;
         }
         case AMQP_CONNECTION_BLOCKED_METHOD: {
@@ -904,8 +930,10 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
          * anyway, and a heartbeat must not wait. */
         amqp_frame_t hb = {.frame_type = AMQP_FRAME_HEARTBEAT, .channel = 0};
         int rc = amqp_send_frame(p->conn, &hb);
-        if (rc != AMQP_STATUS_OK)
+        if (rc != AMQP_STATUS_OK) {
             mark_broken(p, "heartbeat: %s", amqp_error_string2(rc));
+            p->drain = true;
+        }
         feed_if_buffered(p);
     }
     if (p->broken)
@@ -1015,7 +1043,7 @@ void amqppub_publish(struct amqppub *p, const char *routing_key, const char *bod
     if (!link_up(p)) {
         char err[300];
         snprintf(err, sizeof err, "not connected to the broker: %s",
-                 p->broken ? p->why : p->last_err);
+                 p->broken || p->draining ? p->why : p->last_err);
         refuse(p, OUT_NOT_CONNECTED, cb, arg, err);
         return;
     }
