@@ -20,7 +20,7 @@ HANDLER_CFLAGS := -fPIC -fvisibility=hidden
 
 LIBS_COMMON  := -ljansson
 LIBS_RUNTIME := -ljansson -lev -ldl
-LIBS_SIDECAR := -lrabbitmq -lmicrohttpd -ljansson -lev -lm
+LIBS_SIDECAR := -lrabbitmq -lmicrohttpd -lcurl -ljansson -lev -lm
 LIBS_GATEWAY := -lmicrohttpd -lpq -lyaml -lrabbitmq -ljansson -lev -lm
 
 COMMON_SRC   := $(wildcard src/common/*.c)

@@ -22,6 +22,9 @@ PACKAGES=(
     dpkg-dev man-db
     # make format-check, make lint, make coverage
     clang-format clang-tidy cppcheck lcov
+    # the sidecar's reports to the gateway: libcurl's multi interface on the loop
+    # (the OpenSSL flavour, as librabbitmq's TLS)
+    libcurl4-openssl-dev
     # the gateway: libpq (job store), libyaml (route config)
     libpq-dev libyaml-dev
     # gateway tests and make bench-gateway: private PostgreSQL servers (initdb, pg_ctl,

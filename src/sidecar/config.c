@@ -70,6 +70,15 @@ int sidecar_config_load(struct sidecar_config *cfg, char *err, size_t errlen)
     cfg->metrics_addr = envcfg_str("ASYA_METRICS_ADDR", NULL, ":8080", NULL);
     cfg->metrics_namespace = envcfg_str("ASYA_METRICS_NAMESPACE", NULL, "asya_actor", NULL);
     cfg->cacert = envcfg_str("ASYA_RABBITMQ_CACERT", NULL, NULL, NULL);
+    /* Progress reports and, for end actors, final statuses (GATEWAY.md). */
+    cfg->gateway_url = envcfg_str("ASYA_GATEWAY_URL", NULL, NULL, NULL);
+    if (cfg->gateway_url && strncmp(cfg->gateway_url, "http://", 7) != 0 &&
+        strncmp(cfg->gateway_url, "https://", 8) != 0) {
+        char masked[512];
+        urlmask_password(cfg->gateway_url, masked, sizeof masked);
+        snprintf(err, errlen, "ASYA_GATEWAY_URL=%s: expected http:// or https://", masked);
+        return -EINVAL;
+    }
 
     long prefetch;
     if ((rc = envcfg_long("ASYA_CONCURRENCY", 1, 1, 4096, &cfg->concurrency, err, errlen)) ||

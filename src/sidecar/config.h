@@ -33,6 +33,7 @@ struct sidecar_config {
     const char *metrics_namespace; /* ASYA_METRICS_NAMESPACE */
     const char *cacert;            /* ASYA_RABBITMQ_CACERT for amqps:// (optional) */
     bool tls_verify;               /* ASYA_RABBITMQ_TLS_VERIFY */
+    const char *gateway_url;       /* ASYA_GATEWAY_URL (http:// or https://), NULL when unset */
     int log_level;                 /* enum log_level */
     bool log_json;                 /* ASYA_LOG_FORMAT=json */
 };

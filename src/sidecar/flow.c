@@ -10,6 +10,7 @@
 #include "log.h"
 #include "prefetch.h"
 #include "protocol.h"
+#include "reports.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -48,8 +49,12 @@ static bool message_run(struct sidecar *sc, struct message *m)
 {
     m->state = MSG_RUNTIME;
     int err = rtclient_start(sc->rt, m, m->body, m->len);
-    if (err == 0)
+    if (err == 0) {
+        /* Unless an event for m came at once (the write failed). */
+        if (m->state == MSG_RUNTIME)
+            reports_progress(sc, m, JOBREPORT_PROCESSING, -1);
         return true;
+    }
     if (err == -EAGAIN) {
         /* Busy, not down: wait a moment and try again, nothing requeued. */
         msgpool_wait_push_front(&sc->pool, m);
@@ -100,6 +105,9 @@ static void on_answer(void *ctx, void *msg, char *answer, size_t len, double exe
             log_warn_id(message_id(m), "end actor handler answered %s", resp.error);
         protocol_response_free(&resp);
         sc->stats.processed[PROCESSED_END_CONSUMED]++;
+        /* With a gateway, the final status goes first; it settles m. */
+        if (reports_final(sc, m))
+            return;
         m->state = MSG_CONFIRMING;
         publish_settle(sc, m);
         return;
@@ -118,9 +126,11 @@ static void on_answer(void *ctx, void *msg, char *answer, size_t len, double exe
     switch (plan.outcome) {
     case OUTCOME_SUCCESS:
         sc->stats.processed[PROCESSED_SUCCESS]++;
+        reports_progress(sc, m, JOBREPORT_COMPLETED, exec); /* once, whatever the fan-out */
         break;
     case OUTCOME_EMPTY_RESPONSE:
         sc->stats.processed[PROCESSED_EMPTY]++;
+        reports_progress(sc, m, JOBREPORT_COMPLETED, exec);
         break;
     case OUTCOME_RUNTIME_ERROR:
         sc->stats.failed[FAILED_RUNTIME]++;
@@ -186,6 +196,8 @@ static void on_timeout(void *ctx, void *msg)
     metrics_runtime_error(&sc->stats, PROTO_TIMEOUT_ERROR);
     if (sc->cfg->is_end_actor) {
         log_warn_id(message_id(m), "%s", text);
+        if (reports_final(sc, m))
+            return;
         m->state = MSG_CONFIRMING;
         publish_settle(sc, m);
         return;
@@ -276,7 +288,9 @@ static void message_begin(struct sidecar *sc, struct message *m)
             .failed[strncmp(err, "invalid JSON", 12) == 0 ? FAILED_PARSE : FAILED_VALIDATION]++;
         log_warn_id(peek_id(m, idbuf, sizeof idbuf), "invalid envelope: %s", err);
         if (sc->cfg->is_end_actor) {
-            publish_settle(sc, m);
+            /* error-end: a failure report without a route may still name its job. */
+            if (!reports_final_raw(sc, m))
+                publish_settle(sc, m);
             return;
         }
         publish_malformed(sc, m, m->len, NULL, NULL, err);
@@ -296,6 +310,7 @@ static void message_begin(struct sidecar *sc, struct message *m)
                         "route.actors[%zu] is %s, not this actor (%s); processing anyway",
                         m->env.current, me, sc->cfg->actor_name);
     }
+    reports_progress(sc, m, JOBREPORT_RECEIVED, -1);
     msgpool_wait_push(&sc->pool, m);
     flow_run_waiting(sc);
 }

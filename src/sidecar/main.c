@@ -33,6 +33,7 @@ static void usage(void)
           "  ASYA_QUEUE_TYPE                     classic | quorum\n"
           "  ASYA_QUEUE_PREFIX                   (none)\n"
           "  ASYA_METRICS_ENABLED/ADDR           true / :8080\n"
+          "  ASYA_GATEWAY_URL                    (none): progress and final statuses\n"
           "  ASYA_LOG_LEVEL, ASYA_LOG_FORMAT     INFO, text | json\n"
           "See the README for the full table and failure semantics.\n",
           stdout);
@@ -74,6 +75,11 @@ int main(int argc, char **argv)
                  "long-running message and redeliver it; raise consumer_timeout in "
                  "rabbitmq.conf and set ASYA_BROKER_CONSUMER_TIMEOUT to match",
                  rt, ct);
+    }
+    if (cfg.gateway_url) {
+        urlmask_password(cfg.gateway_url, masked, sizeof masked);
+        log_info("reporting %s to the gateway at %s",
+                 cfg.is_end_actor ? "final statuses" : "progress", masked);
     }
     struct sidecar *sc = sidecar_new(&cfg, err, sizeof err);
     if (!sc) {

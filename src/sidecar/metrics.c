@@ -1,5 +1,6 @@
 #include "metrics.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +16,8 @@ static const char *const failed_names[FAILED_N] = {
     "parse_error",   "validation_error",  "runtime_error",  "timeout",
     "routing_error", "message_too_large", "poison_message", "invalid_runtime_response"};
 static const char *const sent_names[SENT_N] = {"routing", "happy_end", "error_end"};
-static const char *const requeue_names[REQUEUE_N] = {"runtime_unavailable", "runtime_broken",
-                                                     "broker_nack", "shutdown", "redelivered"};
+static const char *const requeue_names[REQUEUE_N] = {
+    "runtime_unavailable", "runtime_broken", "broker_nack", "shutdown", "redelivered", "gateway"};
 static const char *const runtime_error_names[7] = {
     "processing_error",  "oom_error",        "cuda_oom_error", "timeout_error",
     "msg_parsing_error", "connection_error", "other"};
@@ -215,6 +216,39 @@ char *metrics_render(const struct metrics *m, size_t *len)
     header(f, m, "runtime_backlog_waits_total", "counter",
            "Times the runtime's accept backlog was full, so a call waited (back-pressure).");
     counter_q(f, m, "runtime_backlog_waits_total", NULL, NULL, m->runtime_backlog_waits);
+
+    if (m->gateway) {
+        static const struct {
+            const char *name, *help;
+            size_t off;
+        } gw[] = {
+            {"progress_reports_sent_total", "Progress reports the gateway answered with 2xx.",
+             offsetof(struct gateway_counters, progress_sent)},
+            {"progress_reports_failed_total",
+             "Progress reports the gateway answered otherwise, or not in time.",
+             offsetof(struct gateway_counters, progress_failed)},
+            {"progress_reports_dropped_total",
+             "Progress reports never sent: too many waiting, stale, or the gateway down.",
+             offsetof(struct gateway_counters, progress_dropped)},
+            {"final_reports_sent_total", "Final statuses the gateway answered with 2xx.",
+             offsetof(struct gateway_counters, final_sent)},
+            {"final_reports_retried_total",
+             "Final statuses the gateway did not take: the message went back to its queue.",
+             offsetof(struct gateway_counters, final_retried)},
+            {"final_reports_unknown_job_total",
+             "Final statuses for a job the gateway does not know.",
+             offsetof(struct gateway_counters, final_unknown)},
+            {"final_reports_rejected_total",
+             "Final statuses the gateway refused with a 4xx other than 404 (dropped).",
+             offsetof(struct gateway_counters, final_rejected)},
+        };
+        for (size_t i = 0; i < COUNT(gw); i++) {
+            uint64_t n;
+            memcpy(&n, (const char *)&m->gw + gw[i].off, sizeof n);
+            header(f, m, gw[i].name, "counter", gw[i].help);
+            counter_q(f, m, gw[i].name, NULL, NULL, n);
+        }
+    }
 
     if (m->have_runtime_stats) {
         header(f, m, "runtime_worker_restarts_total", "counter",

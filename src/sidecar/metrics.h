@@ -53,7 +53,19 @@ enum requeue_reason {
     REQUEUE_BROKER_NACK,         /* the broker refused a publish */
     REQUEUE_SHUTDOWN,            /* not started, or grace period over, at shutdown */
     REQUEUE_REDELIVERED,         /* a broker redelivery, counted as a failed attempt */
+    REQUEUE_GATEWAY,             /* end actor: the gateway did not take the final status */
     REQUEUE_N
+};
+
+/* Reports to the gateway (ASYA_GATEWAY_URL; gwreport.c, reports.c). */
+struct gateway_counters {
+    uint64_t progress_sent;    /* progress answered 2xx */
+    uint64_t progress_failed;  /* progress answered otherwise, or not at all (refused, timeout) */
+    uint64_t progress_dropped; /* progress never sent: too many waiting, stale, gateway down */
+    uint64_t final_sent;       /* final status answered 2xx */
+    uint64_t final_retried;    /* final status not taken: the message went back to its queue */
+    uint64_t final_unknown;    /* final status answered 404: acked, dropped */
+    uint64_t final_rejected;   /* final status answered another 4xx: acked, dropped */
 };
 
 struct sent_counter {
@@ -81,6 +93,8 @@ struct metrics {
     uint64_t broker_reconnects;
     uint64_t runtime_pauses;
     uint64_t runtime_backlog_waits; /* connect said EAGAIN: the call waited */
+    bool gateway;                   /* ASYA_GATEWAY_URL set: gw is exported */
+    struct gateway_counters gw;
     int64_t active;
     bool ready;
     char not_ready[128];

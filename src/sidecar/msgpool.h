@@ -23,6 +23,7 @@ enum msg_state {
     MSG_RUNTIME,    /* a slot is running it (or it is being admitted) */
     MSG_CONFIRMING, /* published; waiting for confirms, then ack */
     MSG_PARKED,     /* its outputs wait for the broker to unblock publishing */
+    MSG_REPORTING,  /* end actor: its final status is with the gateway (reports.h) */
 };
 
 struct message {

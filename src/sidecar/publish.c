@@ -5,6 +5,7 @@
 #include "publish.h"
 
 #include "log.h"
+#include "reports.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -451,6 +452,7 @@ bool publish_grace_over(struct sidecar *sc)
 {
     publish_flush_acks(sc);
     rtclient_abort_all(sc->rt);
+    reports_abort_all(sc); /* final statuses not taken yet: redelivered */
     unsigned confirming = 0;
     for (unsigned i = 0; i < sc->pool.n; i++) {
         struct message *m = &sc->pool.msgs[i];

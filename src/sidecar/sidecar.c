@@ -9,6 +9,7 @@
 #include "log.h"
 #include "prefetch.h"
 #include "publish.h"
+#include "reports.h"
 #include "sidecar_int.h"
 
 #include <errno.h>
@@ -199,6 +200,7 @@ static void reconnect_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void drop_all(struct sidecar *sc)
 {
     rtclient_abort_all(sc->rt); /* the runtime replaces the busy workers */
+    reports_abort_all(sc);
     msgpool_release_all(&sc->pool);
     confirm_reset(&sc->confirms);
     sc->stats.active = 0;
@@ -295,8 +297,10 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     char err[256];
     if (broker_consuming(sc->broker) && broker_cancel(sc->broker, err, sizeof err))
         log_warn("cancel consumer: %s", err);
-    /* Messages that have not started go straight back to the queue. */
+    /* Messages that have not started go straight back to the queue, and so
+     * do those waiting to go back after a final status the gateway missed. */
     flow_requeue_waiting(sc, REQUEUE_SHUTDOWN);
+    reports_shutdown(sc);
     ev_timer_stop(loop, &sc->reconnect);
     ev_timer_stop(loop, &sc->runtime_retry);
     sidecar_update_ready(sc);
@@ -414,6 +418,10 @@ struct sidecar *sidecar_new(const struct sidecar_config *cfg, char *err, size_t 
         sidecar_free(sc);
         return NULL;
     }
+    if (reports_init(sc, err, errlen)) {
+        sidecar_free(sc);
+        return NULL;
+    }
     init_watchers(sc);
     sidecar_update_ready(sc);
     if (cfg->metrics_enabled) {
@@ -449,6 +457,7 @@ void sidecar_free(struct sidecar *sc)
 {
     if (!sc)
         return;
+    reports_free(sc);
     rtclient_free(sc->rt);
     rtstats_free(sc->rtstats);
     msgpool_free(&sc->pool);

@@ -25,6 +25,8 @@
 #include <ev.h>
 #include <stdbool.h>
 
+struct reports;
+
 struct sidecar {
     struct ev_loop *loop;
     const struct sidecar_config *cfg;
@@ -64,6 +66,7 @@ struct sidecar {
     int exit_code;
     struct metrics stats;
     struct httpd *httpd;
+    struct reports *reports; /* ASYA_GATEWAY_URL set: reports.h */
 };
 
 /* ---- sidecar.c ---- */

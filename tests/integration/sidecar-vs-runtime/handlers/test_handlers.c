@@ -19,6 +19,7 @@
  *   nested_data_handler     adds a 20-level nested structure
  *   pipeline_doubler        value * 2, operation "doubled"
  *   pipeline_incrementer    value + 5, operation "incremented"
+ *   progress_handler        sleeps 0.3 s x `steps` (default 3), adds steps_completed
  *
  * Handlers that extend the payload require it to be a JSON object and answer
  * TypeError otherwise.  Every allocation failure is reported with asya_oom()
@@ -383,4 +384,25 @@ ASYA_EXPORT int pipeline_incrementer(struct asya_call *call);
 ASYA_EXPORT int pipeline_incrementer(struct asya_call *call)
 {
     return pipeline_step(call, 1, 5, "incremented");
+}
+
+/* Sleeps 0.3 s per step (payload.steps, default 3), so a job stays in one actor
+ * long enough for its progress to be watched; returns the payload +
+ * steps_completed (= steps). */
+ASYA_EXPORT int progress_handler(struct asya_call *call);
+ASYA_EXPORT int progress_handler(struct asya_call *call)
+{
+    json_t *in;
+    int st = input_object(call, &in);
+    if (st != ASYA_OK)
+        return st;
+    double steps = number_or(in, "steps", 3.0);
+    if (steps < 0 || steps > 1000) {
+        json_decref(in);
+        return asya_fail(call, "ValueError", "steps must be between 0 and 1000");
+    }
+    long n = (long)steps;
+    for (long i = 0; i < n; i++)
+        sleep_seconds(0.3);
+    return finish(call, in, set_new(in, "steps_completed", json_integer(n)));
 }
