@@ -328,6 +328,17 @@ static void fail_pending(struct amqppub *p, bool sent_only, enum outcome out, co
     }
 }
 
+/* Run the confirm timer for the oldest pending publish (one timer for all:
+ * they share one timeout, so the list is also in deadline order). */
+static void arm_confirm(struct amqppub *p)
+{
+    if (!p->head || ev_is_active(&p->confirm_w))
+        return;
+    double left = p->head->t0 + CONFIRM_S - mono_now();
+    ev_timer_set(&p->confirm_w, left > 0 ? left : 0., 0.);
+    ev_timer_start(p->loop, &p->confirm_w);
+}
+
 /* ---- connection state ------------------------------------------------------ */
 
 /* The connection failed: remember why; the caller's loop callback ends with
@@ -441,8 +452,6 @@ static void connect_start(struct amqppub *p)
     ev_timer_start(p->loop, &p->handshake_w);
 }
 
-/* The connection is gone (or never came up): close it, fail what is
- * pending, and try again after the backoff. */
 static void pump(struct amqppub *p);
 
 /* A send failed, but what the broker said before that may still be unread:
@@ -461,6 +470,8 @@ static void drain_unread(struct amqppub *p)
         memcpy(p->why, first, sizeof first);
 }
 
+/* The connection is gone (or never came up): close it, fail what is
+ * pending, and try again after the backoff. */
 static void teardown(struct amqppub *p)
 {
     if (p->drain && p->conn && p->state >= ST_CHANNEL)
@@ -944,6 +955,7 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void confirm_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct amqppub *p = w->data;
+    (void)loop;
     (void)revents;
     double now = mono_now();
     while (p->head && now - p->head->t0 >= CONFIRM_S - 0.001) {
@@ -957,10 +969,7 @@ static void confirm_cb(struct ev_loop *loop, ev_timer *w, int revents)
             snprintf(err, sizeof err, "no confirm within 10 s");
         finish(p, m, OUT_TIMEOUT, err);
     }
-    if (p->head && !ev_is_active(w)) {
-        ev_timer_set(w, p->head->t0 + CONFIRM_S - now, 0.);
-        ev_timer_start(loop, w);
-    }
+    arm_confirm(p);
     if (p->broken)
         teardown(p);
 }
@@ -1069,10 +1078,7 @@ void amqppub_publish(struct amqppub *p, const char *routing_key, const char *bod
     m->arg = arg;
     m->t0 = mono_now();
     list_append(p, m);
-    if (!ev_is_active(&p->confirm_w)) {
-        ev_timer_set(&p->confirm_w, CONFIRM_S, 0.);
-        ev_timer_start(p->loop, &p->confirm_w);
-    }
+    arm_confirm(p);
     flush(p);
 }
 
