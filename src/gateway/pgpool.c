@@ -28,10 +28,12 @@
 #define BACKOFF_MIN     0.5
 #define BACKOFF_MAX     5.0
 #define CONNECT_TIMEOUT 10.0
-/* A statement unanswered this long means the connection is dead (a
- * partition with no RST); closing it is the only cancel that never blocks
- * with libpq 15 (PQcancel opens a blocking connection). */
-#define QUERY_TIMEOUT 30.0
+/* TCP keepalives and tcp_user_timeout find a dead peer (a partition, no
+ * RST) in about 30 s, busy or idle, unless the URL says otherwise. */
+#define KEEPALIVES_IDLE     "10"
+#define KEEPALIVES_INTERVAL "5"
+#define KEEPALIVES_COUNT    "3"
+#define TCP_USER_TIMEOUT    "30000"
 /* After a failed migration, wait this long before the next attempt. */
 #define MIGRATE_RETRY 5.0
 /* Statements in flight per connection in pipeline mode. */
@@ -47,7 +49,8 @@ struct op {
     int stmt;        /* index into the pool's statements, or -1 */
     bool prepare;    /* PQsendPrepare of stmt (cb NULL) */
     bool simple;     /* PQsendQuery: no parameters, may hold several statements */
-    bool internal;   /* the pool's own (migration, LISTEN): no timeout */
+    bool internal;   /* the pool's own (migration, LISTEN, PREPARE) */
+    double timeout;  /* seconds, once at the head of its connection; 0 = none */
     int nparams;
     char **params; /* one allocation: the pointers, then the strings */
     pgpool_cb cb;
@@ -75,6 +78,7 @@ struct conn {
     struct op *head; /* sent, oldest first */
     struct op *tail;
     size_t nflight;
+    size_t nlong;  /* of them, statements without a timeout (nothing queues behind) */
     size_t syncs;  /* PGRES_PIPELINE_SYNC results still to read */
     PGresult *res; /* what head has produced so far */
 };
@@ -90,7 +94,7 @@ struct migration {
 struct pgpool {
     struct ev_loop *loop;
     char *conninfo;
-    const char *const *stmts; /* borrowed from the config */
+    const struct pgpool_statement *stmts; /* borrowed from the config */
     int nstmts;
     struct conn *conns; /* nconns pool connections, then the listener if any */
     struct conn *listener;
@@ -232,9 +236,15 @@ static void op_free(struct op *op)
 
 /* ---- connection plumbing ------------------------------------------------ */
 
+/*
+ * Watch fd for events.  While connecting, libpq may close its socket and
+ * open another (the next host or address) that gets the same number: the
+ * watcher is set again every time then, or epoll would keep waiting on the
+ * closed one.
+ */
 static void conn_watch(struct conn *c, int fd, int events)
 {
-    if (fd == c->fd && events == c->events)
+    if (fd == c->fd && events == c->events && c->state != C_CONNECTING)
         return;
     ev_io_stop(c->pool->loop, &c->io);
     c->fd = fd;
@@ -284,8 +294,10 @@ static void conn_push(struct conn *c, struct op *op)
     else
         c->head = op;
     c->tail = op;
-    if (c->nflight++ == 0 && !op->internal)
-        timer_again(c, QUERY_TIMEOUT);
+    if (c->nflight++ == 0 && op->timeout > 0)
+        timer_again(c, op->timeout);
+    if (!op->internal && op->timeout <= 0)
+        c->nlong++;
 }
 
 /* One PQsend* (and the sync that makes it a transaction of its own); 0 on failure. */
@@ -298,7 +310,7 @@ static int send_one(struct conn *c, const struct op *op)
     if (op->stmt >= 0)
         snprintf(name, sizeof name, "asya_%d", op->stmt);
     if (op->prepare)
-        ok = PQsendPrepare(c->pg, name, p->stmts[op->stmt], 0, NULL);
+        ok = PQsendPrepare(c->pg, name, p->stmts[op->stmt].sql, 0, NULL);
     else if (op->stmt >= 0)
         ok = PQsendQueryPrepared(c->pg, name, op->nparams, (const char *const *)op->params, NULL,
                                  NULL, 0);
@@ -332,6 +344,8 @@ static void conn_send(struct conn *c, struct op *op)
         }
         prep->stmt = op->stmt;
         prep->prepare = true;
+        prep->internal = true;
+        prep->timeout = op->timeout;
         c->prepared |= UINT64_C(1) << op->stmt;
         conn_push(c, prep);
         if (!send_one(c, prep)) {
@@ -375,8 +389,10 @@ static void op_complete(struct conn *c)
         c->tail = NULL;
     c->nflight--;
     ev_timer_stop(c->pool->loop, &c->timer);
-    if (c->head && !c->head->internal)
-        timer_again(c, QUERY_TIMEOUT);
+    if (c->head && c->head->timeout > 0)
+        timer_again(c, c->head->timeout);
+    if (!op->internal && op->timeout <= 0)
+        c->nlong--;
 
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     bool good = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY;
@@ -508,7 +524,7 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     else if (c->state == C_CONNECTING)
         conn_lost(c, "timeout while connecting");
     else
-        conn_lost(c, "no answer from the server for 30 s");
+        conn_lost(c, "no answer from the server in time");
     leave(p);
 }
 
@@ -529,8 +545,12 @@ static void conn_start(struct conn *c)
 {
     struct pgpool *p = c->pool;
     /* Earlier keywords are defaults that the URL's own settings override. */
-    const char *const kw[] = {"fallback_application_name", "client_encoding", "dbname", NULL};
-    const char *const val[] = {"asya-gateway", "UTF8", p->conninfo, NULL};
+    const char *const kw[] = {
+        "fallback_application_name", "client_encoding",  "keepalives_idle", "keepalives_interval",
+        "keepalives_count",          "tcp_user_timeout", "dbname",          NULL};
+    const char *const val[] = {
+        "asya-gateway",   "UTF8",           KEEPALIVES_IDLE, KEEPALIVES_INTERVAL,
+        KEEPALIVES_COUNT, TCP_USER_TIMEOUT, p->conninfo,     NULL};
 
     if (c->tried)
         p->reconnects++;
@@ -576,6 +596,7 @@ static void conn_lost(struct conn *c, const char *why)
     c->setup = false;
     c->pipeline = false;
     c->prepared = 0;
+    c->nlong = 0;
     c->syncs = 0;
     PQclear(c->res);
     c->res = NULL;
@@ -681,7 +702,8 @@ static void dispatch(struct pgpool *p)
         struct conn *best = NULL;
         for (int k = 0; k < p->nconns; k++) {
             struct conn *c = &p->conns[(p->rr + k) % p->nconns];
-            if (!conn_usable(c) || !c->pipeline || c->nflight >= PIPELINE_DEPTH)
+            /* Nothing waits behind a long statement (a purge) on its connection. */
+            if (!conn_usable(c) || !c->pipeline || c->nflight >= PIPELINE_DEPTH || c->nlong)
                 continue;
             if (!best || c->nflight < best->nflight)
                 best = c;
@@ -1133,6 +1155,7 @@ void pgpool_query(struct pgpool *p, int stmt, int nparams, const char *const *pa
             cb(arg, PGPOOL_ERROR, NULL, "out of memory");
         } else {
             op->stmt = stmt;
+            op->timeout = p->stmts[stmt].timeout;
             if (p->qtail)
                 p->qtail->next = op;
             else

@@ -40,17 +40,26 @@ typedef void (*pgpool_cb)(void *arg, enum pgpool_rc rc, const PGresult *res, con
  */
 typedef void (*pgpool_notify_cb)(void *ctx, const char *payload);
 
+struct pgpool_statement {
+    const char *sql; /* borrowed (a literal) */
+    /* Seconds the statement may wait for its answer once it is at the head of
+     * its connection, before the connection is declared dead (a server alive
+     * at the TCP level but stuck).  0: none, for long maintenance statements;
+     * nothing is pipelined behind those. */
+    double timeout;
+};
+
 struct pgpool_config {
-    const char *conninfo;          /* libpq URI or key=value string; copied */
-    const char *const *statements; /* what pgpool_query runs, by index; borrowed (literals) */
-    int nstatements;               /* at most 64 */
-    int pool_size;                 /* connections for statements, >= 1 */
-    size_t queue_max;              /* statements waiting for a connection */
-    const char *listen;            /* channel to LISTEN on (an identifier); NULL = none */
-    pgpool_notify_cb notify;       /* with listen */
-    void *notify_ctx;              /* passed to notify */
-    const char *migrations_dir;    /* NNN_name.sql files; NULL = none */
-    int64_t lock_key;              /* pg_advisory_lock key held while migrating */
+    const char *conninfo;                      /* libpq URI or key=value string; copied */
+    const struct pgpool_statement *statements; /* what pgpool_query runs, by index; borrowed */
+    int nstatements;                           /* at most 64 */
+    int pool_size;                             /* connections for statements, >= 1 */
+    size_t queue_max;                          /* statements waiting for a connection */
+    const char *listen;         /* channel to LISTEN on (an identifier); NULL = none */
+    pgpool_notify_cb notify;    /* with listen */
+    void *notify_ctx;           /* passed to notify */
+    const char *migrations_dir; /* NNN_name.sql files; NULL = none */
+    int64_t lock_key;           /* pg_advisory_lock key held while migrating */
 };
 
 struct pgpool;

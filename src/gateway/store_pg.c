@@ -177,8 +177,13 @@ static const char SQL_PURGE[] = "WITH d AS ("
 /* Also the statements' indexes in the pool. */
 enum op_kind { OP_CREATE, OP_APPLY, OP_GET, OP_UPDATES, OP_EXPIRE, OP_PURGE, OP_COUNT };
 
-static const char *const statements[OP_COUNT] = {SQL_CREATE,  SQL_APPLY,  SQL_GET,
-                                                 SQL_UPDATES, SQL_EXPIRE, SQL_PURGE};
+/* A request-path statement unanswered for 30 s fails (the connection is
+ * dropped: with libpq 15 that is the only cancel that never blocks); the
+ * janitor's sweeps may take as long as they need. */
+static const struct pgpool_statement statements[OP_COUNT] = {
+    {SQL_CREATE, 30.0},  {SQL_APPLY, 30.0}, {SQL_GET, 30.0},
+    {SQL_UPDATES, 30.0}, {SQL_EXPIRE, 0.0}, {SQL_PURGE, 0.0},
+};
 
 static const char *const op_names[OP_COUNT] = {"create",  "apply",  "get",
                                                "updates", "expire", "purge"};
