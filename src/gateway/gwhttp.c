@@ -90,6 +90,11 @@ static void resume(struct gwreq *r)
     if (r->suspended && !r->done) {
         r->suspended = false;
         MHD_resume_connection(r->conn);
+        /* Without an internal thread libmicrohttpd makes no inter-thread
+         * signal on resume: the connection is picked up by the next MHD_run,
+         * which nothing would call before the next network event or timeout.
+         * Queue the daemon's watcher so this loop iteration runs it. */
+        ev_feed_event(r->h->loop, &r->h->io, EV_READ);
     }
 }
 
