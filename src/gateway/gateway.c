@@ -14,7 +14,7 @@
 
 #define SWEEP_INTERVAL_S 1.0
 #define PURGE_INTERVAL_S 3600.0
-#define DRAIN_LIMIT_S    10.0
+#define DRAIN_LIMIT_S    8.0 /* the exit comes within 10 s of the signal */
 
 static void on_store_notify(void *ctx, const char *job_id, int64_t update_id)
 {
@@ -130,12 +130,14 @@ static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
     struct gateway *g = (struct gateway *)((char *)w - offsetof(struct gateway, drain));
-    bool idle = g->inflight == 0 && gwhttp_connections(g->http) == 0;
+    /* Idle keep-alive connections do not hold the exit: they are closed
+     * with the daemon. */
+    bool idle = g->inflight == 0 && gwhttp_requests(g->http) == 0;
     if (!idle && ev_now(loop) - g->drain_started < DRAIN_LIMIT_S)
         return;
     if (!idle)
-        log_warn("stopping with %d tool call(s) and %u connection(s) still open", g->inflight,
-                 gwhttp_connections(g->http));
+        log_warn("stopping with %d tool call(s) and %u request(s) still open", g->inflight,
+                 gwhttp_requests(g->http));
     ev_timer_stop(loop, &g->drain);
     void (*done)(void *) = g->drain_done;
     done(g->drain_arg);

@@ -493,6 +493,16 @@ unsigned gwhttp_connections(const struct gwhttp *h)
     return h->connections;
 }
 
+unsigned gwhttp_requests(const struct gwhttp *h)
+{
+    unsigned n = 0;
+    const struct gwreq *r;
+    TAILQ_FOREACH(r, &h->reqs, link)
+        if (!r->done)
+            n++;
+    return n;
+}
+
 void gwhttp_errors(const struct gwhttp *h, unsigned long long out[2])
 {
     out[0] = h->errors[0];

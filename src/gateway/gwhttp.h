@@ -42,6 +42,9 @@ struct gwhttp *gwhttp_start(struct ev_loop *loop, const struct gwhttp_config *cf
 void gwhttp_quiesce(struct gwhttp *h);
 /* Number of open connections. */
 unsigned gwhttp_connections(const struct gwhttp *h);
+/* Requests in progress (headers seen, not yet answered and sent); an idle
+ * keep-alive connection has none. */
+unsigned gwhttp_requests(const struct gwhttp *h);
 /* Answers sent with a 4xx ([0]) and a 5xx ([1]) status so far. */
 void gwhttp_errors(const struct gwhttp *h, unsigned long long out[2]);
 /* Close every connection and free.  NULL is fine. */
