@@ -541,6 +541,8 @@ struct gwreport *gwreport_new(struct ev_loop *loop, const struct gwreport_option
     ev_timer_init(&g->timer, timer_cb, 0., 0.);
     g->timer.data = g;
     g->base = strdup(opt->url);
+    /* An array of pointers, one per token. */
+    // NOLINTNEXTLINE(bugprone-sizeof-expression)
     g->finals = calloc(opt->max_finals ? opt->max_finals : 1, sizeof *g->finals);
     g->multi = curl_multi_init();
     /* "Expect:" off: curl would wait up to a second for 100-continue on larger bodies. */

@@ -441,6 +441,8 @@ static void test_bad_values(void **state)
         {"ASYA_LOG_LEVEL", "5"},
         {"ASYA_LOG_FORMAT", "xml"},
         {"ASYA_LOG_FORMAT", "JSONL"},
+        {"ASYA_GATEWAY_URL", "gateway:8080"},
+        {"ASYA_GATEWAY_URL", "ftp://user:" SECRET "@gateway/"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         clear_asya_env();
@@ -449,6 +451,24 @@ static void test_bad_values(void **state)
         set(cases[i].var, cases[i].value);
         load_bad(cases[i].var);
     }
+}
+
+static void test_gateway_url(void **state)
+{
+    (void)state;
+    struct sidecar_config cfg;
+    set("ASYA_ACTOR_NAME", "doubler");
+    load_ok(&cfg);
+    assert_null(cfg.gateway_url); /* unset: no reports */
+    set("ASYA_GATEWAY_URL", "");
+    load_ok(&cfg);
+    assert_null(cfg.gateway_url);
+    set("ASYA_GATEWAY_URL", "http://asya-gateway:8080/");
+    load_ok(&cfg);
+    assert_string_equal(cfg.gateway_url, "http://asya-gateway:8080/");
+    set("ASYA_GATEWAY_URL", "https://gw.example.com");
+    load_ok(&cfg);
+    assert_string_equal(cfg.gateway_url, "https://gw.example.com");
 }
 
 static void test_small_error_buffer(void **state)
@@ -468,6 +488,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_defaults),
+        T(test_gateway_url),
         T(test_empty_values_mean_default),
         T(test_values_read),
         T(test_queue_and_actor_names),
