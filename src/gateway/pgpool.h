@@ -6,7 +6,15 @@
  * advisory lock, and one extra connection that LISTENs on a channel.
  *
  * The job store (store_pg.c) is the only user; the pool knows nothing of
- * jobs.
+ * jobs.  It opens pool_size connections plus the LISTEN one.  Statements are
+ * named prepared statements sent in pipeline mode, so a pooler in between
+ * must support both (PgBouncer in session mode, or >= 1.21 with
+ * max_prepared_statements in transaction mode).
+ *
+ * Not quite non-blocking, as libpq 15 allows: PQconnectStart resolves a host
+ * name with a blocking getaddrinfo (use an address, hostaddr=, or a local
+ * resolver cache where that matters), and pgpool_free's PQfinish writes a
+ * Terminate message on each socket.
  */
 #ifndef ASYA_GW_PGPOOL_H
 #define ASYA_GW_PGPOOL_H
@@ -69,13 +77,14 @@ struct pgpool;
  * NULL with a reason in err for a conninfo libpq cannot parse, an unreadable
  * migrations directory or file, or no memory.  Free with pgpool_free.
  */
-struct pgpool *pgpool_new(struct ev_loop *loop, const struct pgpool_config *cfg, char *err,
-                          size_t errlen);
+__attribute__((warn_unused_result)) struct pgpool *
+pgpool_new(struct ev_loop *loop, const struct pgpool_config *cfg, char *err, size_t errlen);
 
 /*
  * Stop everything and free the pool.  Every statement not yet finished gets
- * its callback with PGPOOL_CANCELLED.  Safe from inside any pool callback
- * (the memory goes when the callback returns).  NULL is fine.
+ * its callback with PGPOOL_CANCELLED (which must not call the pool).  Safe
+ * from inside any other pool callback: the memory goes when it returns.
+ * NULL is fine.
  */
 void pgpool_free(struct pgpool *p);
 

@@ -775,7 +775,8 @@ struct jobstore *jobstore_pg_new(struct ev_loop *loop, const char *url, const ch
 {
     struct pg_store *s = calloc(1, sizeof *s);
     if (!s) {
-        snprintf(err, errlen, "out of memory");
+        if (err && errlen)
+            snprintf(err, errlen, "out of memory");
         return NULL;
     }
     s->base.ops = &pg_ops;
