@@ -280,14 +280,16 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/asya \
 	    $(DESTDIR)$(PREFIX)/lib/asya $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 	    $(DESTDIR)$(PREFIX)/lib/asya/examples $(DESTDIR)$(PREFIX)/share/man/man1
-	install -m 0755 $(RUNTIME_BIN) $(SIDECAR_BIN) $(INVOKE_BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(RUNTIME_BIN) $(SIDECAR_BIN) $(INVOKE_BIN) $(GATEWAY_BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/share/asya/db
+	install -m 0644 db/*.sql $(DESTDIR)$(PREFIX)/share/asya/db/
 	install -m 0644 include/asya/*.h $(DESTDIR)$(PREFIX)/include/asya/
 	install -m 0755 $(EXAMPLE_HANDLERS) $(DESTDIR)$(PREFIX)/lib/asya/
 	install -m 0755 $(EXAMPLES_C) $(EXAMPLES_CXX) $(DESTDIR)$(PREFIX)/lib/asya/examples/
 	install -m 0644 $(EXAMPLES_DATA) $(DESTDIR)$(PREFIX)/lib/asya/examples/
 	if [ -f $(EXAMPLES_RUST) ]; then \
 	    install -m 0755 $(EXAMPLES_RUST) $(DESTDIR)$(PREFIX)/lib/asya/examples/; fi
-	set -e; for p in $(RUNTIME_BIN) $(SIDECAR_BIN) $(INVOKE_BIN); do \
+	set -e; for p in $(RUNTIME_BIN) $(SIDECAR_BIN) $(INVOKE_BIN) $(GATEWAY_BIN); do \
 	    packaging/mkman.sh $$p $(VERSION) | gzip -9n \
 	        > $(DESTDIR)$(PREFIX)/share/man/man1/$$(basename $$p).1.gz; done
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' asya-handler.pc.in \

@@ -12,6 +12,7 @@ case $name in
     asya-runtime) what="serve an Asya handler library on a unix socket" ;;
     asya-sidecar) what="relay an actor's RabbitMQ queue to asya-runtime and route the results" ;;
     asya-invoke)  what="run one envelope or payload through an Asya handler" ;;
+    asya-gateway) what="MCP tools that start Asya jobs, with progress over SSE" ;;
     *)            what="Asya program" ;;
 esac
 upper=$(echo "$name" | tr '[:lower:]' '[:upper:]')
@@ -20,4 +21,4 @@ printf '.SH NAME\n%s \\- %s\n' "$(echo "$name" | sed 's/-/\\-/g')" "$what"
 printf '.SH DESCRIPTION\n.nf\n'
 # Escape backslashes, and protect lines that start with a roff control character.
 "$prog" --help | sed -e 's/\\/\\e/g' -e "s/^\\([.']\\)/\\\\\\&\\1/"
-printf '.fi\n.SH SEE ALSO\nasya-runtime(1), asya-sidecar(1), asya-invoke(1)\n'
+printf '.fi\n.SH SEE ALSO\nasya-runtime(1), asya-sidecar(1), asya-invoke(1), asya-gateway(1)\n'

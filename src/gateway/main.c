@@ -20,11 +20,36 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: asya-gateway [--version] [--help]\n"
-            "Configured by the environment (README: Gateway configuration):\n"
-            "  ASYA_GATEWAY_PORT, ASYA_GATEWAY_ADDR, ASYA_RABBITMQ_URL, ASYA_RABBITMQ_EXCHANGE,\n"
-            "  ASYA_DATABASE_URL, ASYA_CONFIG_PATH, ASYA_LOG_LEVEL, ASYA_LOG_FORMAT, ...\n");
+    fputs("usage: asya-gateway [--version] [--help]\n"
+          "\n"
+          "MCP tools that start jobs on an Asya pipeline, jobs stored in PostgreSQL (or\n"
+          "memory), progress streamed over SSE.  Configured by the environment:\n"
+          "\n"
+          "  variable                            default\n"
+          "  ASYA_GATEWAY_PORT                   8080\n"
+          "  ASYA_GATEWAY_ADDR                   (all interfaces)\n"
+          "  ASYA_RABBITMQ_URL                   amqp://guest:guest@localhost:5672/\n"
+          "  ASYA_RABBITMQ_EXCHANGE              asya\n"
+          "  ASYA_QUEUE_PREFIX                   (none)\n"
+          "  ASYA_RABBITMQ_POOL_SIZE             20 (accepted; one connection is used)\n"
+          "  ASYA_DATABASE_URL                   (empty: jobs in memory)\n"
+          "  ASYA_DATABASE_POOL_SIZE             4\n"
+          "  ASYA_GATEWAY_MIGRATIONS_DIR         db/ of the build, else /usr/share/asya/db\n"
+          "  ASYA_CONFIG_PATH                    (empty: one built-in echo tool)\n"
+          "  ASYA_GATEWAY_MAX_BODY_BYTES         1048576\n"
+          "  ASYA_GATEWAY_MAX_CONNECTIONS        4096\n"
+          "  ASYA_GATEWAY_IDLE_TIMEOUT           30s\n"
+          "  ASYA_GATEWAY_SSE_KEEPALIVE          15s\n"
+          "  ASYA_GATEWAY_SSE_MAX_BACKLOG_BYTES  1048576\n"
+          "  ASYA_GATEWAY_MAX_SESSIONS           10000\n"
+          "  ASYA_GATEWAY_HISTORY_RETENTION      24h\n"
+          "  ASYA_LOG_LEVEL                      INFO\n"
+          "  ASYA_LOG_FORMAT                     text\n"
+          "\n"
+          "Endpoints: POST /tools/call, GET /jobs/{id}[/stream|/active],\n"
+          "POST /jobs/{id}/progress|heartbeat|final, /mcp, /health, /readyz, /metrics.\n"
+          "Bad configuration exits 2 with one line naming the variable or file:line.\n",
+          f);
 }
 
 struct app {
