@@ -3,6 +3,7 @@
 #include "textbuf.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -318,6 +319,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = r;
         if (!r->method || !r->path)
             return MHD_NO;
+        /* A declared length over the limit is refused before the body: no
+         * waiting for (or reading) gigabytes that would be dropped anyway.
+         * libmicrohttpd closes the connection after this early answer. */
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (end != cl && (errno == ERANGE || n > h->max_body)) {
+                r->too_large = true;
+                r->dispatched = true;
+                gwreq_reply_text(r, MHD_HTTP_CONTENT_TOO_LARGE,
+                                 "request body too large (limit %zu bytes)\n", h->max_body);
+                if (r->resp)
+                    return queue_answer(r);
+            }
+        }
         return MHD_YES;
     }
     if (*upload_data_size != 0) {
