@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const char *api_store_reason(enum store_rc rc, const char *errmsg)
 {
@@ -54,6 +55,13 @@ static void store_failed(struct gwreq *req, enum store_rc rc, const char *errmsg
 /* Parse a JSON object body; on failure answers 400 and returns NULL. */
 static json_t *json_body(struct gwreq *req)
 {
+    /* A body declared as something else (a form, text) is refused, as /mcp
+     * does; without a Content-Type the body is taken for JSON. */
+    const char *ctype = gwreq_header(req, "Content-Type");
+    if (ctype && strncasecmp(ctype, "application/json", 16) != 0) {
+        gwreq_reply_text(req, 400, "expected Content-Type: application/json\n");
+        return NULL;
+    }
     size_t len;
     const char *body = gwreq_body(req, &len);
     json_error_t e;
