@@ -47,21 +47,25 @@ function parseArgs(argv) {
     return opts;
 }
 
+const http = []; // every request the SDK made: {method, status, contentType, session}
+
 async function main() {
     const opts = parseArgs(process.argv.slice(2));
-    const http = [];
     const transportErrors = [];
 
     // Record what the SDK sends and what it gets back, without changing either.
     const recordingFetch = async (url, init) => {
         const method = (init && init.method) || "GET";
+        const headers = new Headers(init && init.headers);
+        const session = headers.get("mcp-session-id");
         try {
             const res = await fetch(url, init);
-            http.push({ method, status: res.status, contentType: res.headers.get("content-type") });
+            http.push({ method, status: res.status, contentType: res.headers.get("content-type"),
+                        session });
             return res;
         } catch (e) {
             if (e && e.name === "AbortError") throw e;
-            http.push({ method, error: String(e && e.message || e) });
+            http.push({ method, session, error: String(e && e.message || e) });
             throw e;
         }
     };
@@ -117,7 +121,7 @@ async function main() {
 main().then(
     () => process.exit(0),
     (e) => {
-        emit({ op: "error", message: String(e && e.stack || e), code: e && e.code });
+        emit({ op: "error", message: String(e && e.stack || e), code: e && e.code, http });
         process.exit(1);
     },
 );
