@@ -411,19 +411,30 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 
 /* ---- the loop --------------------------------------------------------------- */
 
+/* At the connection limit libmicrohttpd takes its listening socket out of its
+ * epoll set, and puts it back only at the start of a later run.  When a run
+ * closed connections, run once more: otherwise, with nothing else to wake the
+ * loop, connections waiting in the backlog would never be accepted. */
+static void run_daemon(struct gwhttp *h)
+{
+    unsigned before = h->connections;
+    MHD_run(h->daemon);
+    if (h->connections < before)
+        MHD_run(h->daemon);
+}
+
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     (void)revents;
-    MHD_run(((struct gwhttp *)w)->daemon);
+    run_daemon((struct gwhttp *)w);
 }
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    struct gwhttp *h = (struct gwhttp *)((char *)w - offsetof(struct gwhttp, timer));
-    MHD_run(h->daemon);
+    run_daemon((struct gwhttp *)((char *)w - offsetof(struct gwhttp, timer)));
 }
 
 /* Before the loop sleeps, arm the timer for libmicrohttpd's own timeouts. */
