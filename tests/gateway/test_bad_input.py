@@ -42,11 +42,26 @@ def raw_request(gw, data: bytes, timeout: float = 5.0) -> bytes:
             if not chunk:
                 break
             out += chunk
-            if b"\r\n\r\n" in out and b"Content-Length: 0" in out:
+            if complete(out):
                 break
         return out
     finally:
         s.close()
+
+
+def complete(raw: bytes) -> bool:
+    """A whole response with a Content-Length has arrived."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            try:
+                return len(body) >= int(value.strip())
+            except ValueError:
+                return False
+    return False
 
 
 def status_of(raw: bytes) -> int:
@@ -219,7 +234,7 @@ def test_header_flood_is_refused(gw):
 def test_garbage_request_line(gw):
     for junk in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,  # a TLS hello
                  b"GARBAGE\r\n\r\n", b"GET\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n"):
-        raw = raw_request(gw, junk, 3)
+        raw = raw_request(gw, junk, 1)  # a TLS hello has no line end: MHD waits for more
         if raw:
             assert raw.startswith(b"HTTP/1."), raw[:100]
             assert status_of(raw) >= 400, raw[:100]
