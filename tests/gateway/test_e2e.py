@@ -3,6 +3,8 @@ consume the envelope the gateway published, report progress as the sidecars do
 and the final status as an end actor does; check the job JSON and the SSE
 stream at every point.  Both stores."""
 
+import time
+
 from gwlib import (SSE, EOF, Event, close_to, now_utc, parse_time, percent, post_final,
                    post_progress, updates)
 
@@ -130,3 +132,49 @@ def test_job_failed_end_to_end(gw, mq, q):
     j = gw.job(jid)
     assert j["status"] == "Failed" and j["error"] == err
     assert close_to(j["progress_percent"], 50)
+
+
+def test_concurrent_tool_calls(gw, mq, q):
+    """100 tool calls from 10 threads: 100 distinct jobs, each Running with
+    exactly one envelope."""
+    import collections
+    import threading
+
+    import requests
+    ids, errors = [], []
+    lock = threading.Lock()
+
+    def worker(k):
+        s = requests.Session()
+        for n in range(10):
+            r = s.post(f"{gw.url}/tools/call",
+                       json={"name": "echo", "arguments": {"message": f"c{k}-{n}"}}, timeout=15)
+            res = r.json() if r.status_code == 200 else {}
+            with lock:
+                if r.status_code != 200 or res.get("isError"):
+                    errors.append((r.status_code, r.text[:200]))
+                else:
+                    ids.append(res["content"][0]["text"].split("ID: ", 1)[1].split("\n", 1)[0])
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(10)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors[:5]
+    assert len(ids) == 100 and len(set(ids)) == 100
+    seen = collections.Counter()
+    deadline = time.monotonic() + 10
+    while sum(seen[i] for i in ids) < 100 and time.monotonic() < deadline:
+        m = mq.get(q.echo)
+        if m is None:
+            time.sleep(0.05)
+            continue
+        seen[m.json.get("job_id")] += 1
+    assert all(seen[i] == 1 for i in ids), [i for i in ids if seen[i] != 1][:5]
+    payloads = set()
+    for i in ids:
+        j = gw.job(i)
+        assert j["status"] == "Running"
+        payloads.add(j["payload"]["message"])
+    assert payloads == {f"c{k}-{n}" for k in range(10) for n in range(10)}

@@ -282,3 +282,22 @@ def test_unroutable_route_fails_the_job(pg, gateways, mq, q):
     # The publisher is fine for the next call.
     jid = g.call_ok("echo", {"message": "routable"})
     assert mq.get_job(q.echo, jid, timeout=5) is not None
+
+
+def test_pool_of_one_serves_concurrent_work(pg, gateways, mq, q):
+    """ASYA_DATABASE_POOL_SIZE=1: concurrent tool calls, reads and reports
+    queue for the one connection and all get their answer."""
+    name = pg.new_database("pool1")
+    g = gateways.start("gateway", db_url=pg.url(name), env={"ASYA_DATABASE_POOL_SIZE": "1"})
+    mq.purge(q.echo)
+    traffic = Traffic(g, threads=6, pause=0.0).start()
+    jid = g.call_ok("echo", {"message": "pool"})
+    for st in ("received", "processing", "completed"):
+        assert post_progress(g, jid, q.echo, 0, 1, st).status_code == 200
+    time.sleep(1.0)
+    traffic.stop()
+    assert not traffic.failed and not traffic.refused, (traffic.failed[:3], traffic.refused[:3])
+    assert len(traffic.acked) > 20
+    jobs = db_jobs(pg, name)
+    assert all(jobs[a][1] == "Running" for a in traffic.acked)
+    assert close_to(g.job(jid)["progress_percent"], 100)

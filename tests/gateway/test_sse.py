@@ -226,3 +226,40 @@ def test_stream_and_updates_in_parallel(gw, q):
             assert mine == [f"{k}-{n}" for n in range(per)], mine
         ids = [int(e.id) for e in evs]
         assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_long_history_is_replayed_whole(gw, q):
+    """Hundreds of stored updates: a late subscriber gets every one, in order,
+    then the final (no page of the history is skipped)."""
+    import requests
+    jid = gw.call_ok("pipeline", {"value": 1})
+    s = requests.Session()
+    n = 300
+    for k in range(n):
+        r = s.post(f"{gw.url}/jobs/{jid}/progress",
+                   json={"step": q.alpha, "step_index": 0, "total_steps": 3,
+                         "status": "processing", "actor_name": "alpha", "message": f"m{k}"},
+                   timeout=10)
+        assert r.status_code == 200, r.text
+    assert post_final(gw, jid, "succeeded", result="long").status_code == 200
+    with SSE(stream_url(gw, jid)) as sse:
+        items = sse.read_until_eof(15)
+    ups = updates(items)
+    msgs = [u["message"] for u in ups if u.get("step_status") == "processing"]
+    assert msgs == [f"m{k}" for k in range(n)], (len(msgs), msgs[:3], msgs[-3:])
+    assert ups[-1]["status"] == "Succeeded"
+    ids = [int(it.id) for it in items if isinstance(it, Event) and it.event == "update"]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("last", ["not-a-number", "-5", "99999999999999999999999", "", "0"])
+def test_odd_last_event_id(gw, last):
+    jid = gw.call_ok("quiet", {})
+    with SSE(stream_url(gw, jid), last_event_id=last) as s:
+        assert s.status_code in (200, 400), s.status_code
+        if s.status_code == 200:
+            assert s.next_event(5).event == "status"
+            assert post_final(gw, jid, "succeeded", result=1).status_code == 200
+            ups = updates(s.read_until_eof(5))
+            assert ups and ups[-1]["status"] == "Succeeded", ups
+    assert gw.get("/health").status_code == 200
