@@ -259,9 +259,17 @@ def test_broker_stopped(pg, gateways, mq, q):
         assert g.get("/health").status_code == 200
         # Reports still work without the broker.
         assert post_progress(g, before, q.echo, 0, 1, "received").status_code == 200
+        # A gateway started while the broker is down: alive, not ready.
+        late = gateways.start("gateway-late", wait=False)
+        wait_status(late, "/health", 200, 10)
+        r = late.get("/readyz")
+        assert r.status_code == 503 and r.text.strip().startswith("not ready: "), r.text
     finally:
         broker_ctl("start_app")
     g.wait_ready(60)
+    late.wait_ready(60)
+    jid = late.call_ok("echo", {"message": "late"})
+    assert mq.get_job(q.echo, jid, timeout=10) is not None
     jid = g.call_ok("echo", {"message": "back"})
     assert mq.get_job(q.echo, jid, timeout=10) is not None
     assert g.job(jid)["status"] == "Running"
@@ -301,3 +309,59 @@ def test_pool_of_one_serves_concurrent_work(pg, gateways, mq, q):
     jobs = db_jobs(pg, name)
     assert all(jobs[a][1] == "Running" for a in traffic.acked)
     assert close_to(g.job(jid)["progress_percent"], 100)
+
+
+def test_stream_survives_postgres_restart(pg_up, gateways, mq, q):
+    """An SSE stream open across a database restart still gets the updates
+    written after it (the listener reconnects and catches up)."""
+    pg = pg_up
+    name = pg.new_database("sse")
+    a = gateways.start("gateway-a", db_url=pg.url(name))
+    b = gateways.start("gateway-b", db_url=pg.url(name))
+    jid = a.call_ok("pipeline", {"value": 1})
+    with SSE(f"{a.url}/jobs/{jid}/stream") as s:
+        assert s.next_event(5).event == "status"
+        s.events_until(lambda e: e.json().get("status") == "Running", 5)
+        pg.stop()
+        time.sleep(0.3)
+        pg.start()
+        a.wait_ready(30)
+        b.wait_ready(30)
+        for g, st in [(a, "received"), (b, "processing")]:
+            assert post_progress(g, jid, q.alpha, 0, 3, st).status_code == 200
+            ev = s.next_event(5)
+            assert ev.json()["step_status"] == st, ev
+        assert post_final(b, jid, "succeeded", result="after restart").status_code == 200
+        ups = updates(s.read_until_eof(5))
+    assert [u["status"] for u in ups] == ["Succeeded"], ups
+
+
+def test_gateway_started_before_postgres(pg_up, gateways, mq, q):
+    """Started while the database is down: alive, not ready (with the reason),
+    and ready by itself once the database is there."""
+    pg = pg_up
+    name = pg.new_database("late")
+    pg.stop()
+    try:
+        # (pg.url() needs no running server: it only reads pg.env)
+        g = gateways.new("gateway", db_url=f"postgres://asya:asya@127.0.0.1:{pg_port(pg)}/{name}")
+        g.start(wait=False)
+        r = wait_status(g, "/health", 200, 10)
+        r = g.get("/readyz")
+        assert r.status_code == 503 and r.text.strip().startswith("not ready: "), r.text
+        res = g.call("echo", {"message": "too early"}).json()
+        assert res.get("isError") is True and "database" in res["content"][0]["text"].lower()
+    finally:
+        pg.start()
+    g.wait_ready(30)
+    jid = g.call_ok("echo", {"message": "in time"})
+    assert mq.get_job(q.echo, jid, timeout=5) is not None
+    assert g.job(jid)["status"] == "Running"
+
+
+def pg_port(pg):
+    with open(f"{pg.dir}/pg.env") as f:
+        for line in f:
+            if line.startswith("PG_PORT="):
+                return int(line.split("=", 1)[1])
+    raise AssertionError("no PG_PORT in pg.env")
