@@ -319,6 +319,11 @@ static json_t *col_json(const PGresult *res, int row, int c, bool *ok)
     if (!v)
         return NULL;
     json_t *j = json_loads(v, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    /* jsonb prints numbers as numeric: a real like 1e20 comes back as a
+     * 21-digit integer, too big for jansson's integers.  Read such a
+     * document with its integers as reals rather than call the row bad. */
+    if (!j)
+        j = json_loads(v, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, NULL);
     if (!j)
         *ok = false;
     return j;
