@@ -516,3 +516,30 @@ def test_metrics_is_prometheus_text(gw):
     assert r.status_code == 200
     assert r.headers.get("Content-Type", "").startswith("text/plain"), r.headers
     assert "# TYPE asya_gateway_tool_calls_total counter" in r.text
+
+
+def test_unicode_round_trip(gw, mq, q):
+    text = "h\u00e9llo \u4e16\u754c \U0001F600 \"quoted\" \\ back\nslash\ttab"
+    jid = gw.call_ok("echo", {"message": text})
+    m = mq.get_job(q.echo, jid, timeout=5)
+    assert m.json["payload"] == {"message": text}
+    assert gw.job(jid)["payload"] == {"message": text}
+    result = {"\u00fc": [text, 1e300, -0.5, 12345678901234]}
+    assert post_final(gw, jid, "succeeded", result=result).status_code == 200
+    assert gw.job(jid)["result"] == result
+
+
+def test_large_numbers_round_trip(gw, mq, q):
+    """Reals beyond the 64-bit integer range (jsonb prints 1e20 as a 21-digit
+    integer) come back as the numbers they were, in the job and its history."""
+    args = {"message": "big", "big": 1e20, "huge": 1e300, "small": 5}
+    jid = gw.call_ok("echo", args)
+    assert mq.get_job(q.echo, jid, timeout=5).json["payload"] == args
+    assert gw.job(jid)["payload"] == args
+    assert post_final(gw, jid, "succeeded", result=[1e21, -1e200]).status_code == 200
+    j = gw.job(jid)
+    assert j["status"] == "Succeeded" and j["result"] == [1e21, -1e200], j
+    from gwlib import SSE, updates
+    with SSE(f"{gw.url}/jobs/{jid}/stream") as s:
+        ups = updates(s.read_until_eof(5))
+    assert ups[-1]["result"] == [1e21, -1e200], ups[-1]

@@ -238,3 +238,19 @@ def test_garbage_request_line(gw):
         if raw:
             assert raw.startswith(b"HTTP/1."), raw[:100]
             assert status_of(raw) >= 400, raw[:100]
+
+
+def test_nul_escapes_refused_everywhere(gw):
+    """\\u0000 can live in neither a jsonb nor a text column: both stores
+    refuse it the same way, as bad JSON, and the job is unchanged."""
+    r = gw.call("echo", {"message": "a\u0000b"})
+    assert r.status_code == 400, r.text
+    jid = gw.call_ok("echo", {"message": "ok"})
+    for path, body in [("progress", {"step": "s", "step_index": 0, "total_steps": 1,
+                                     "status": "received", "actor_name": "s", "message": "m\u0000"}),
+                       ("final", {"job_id": jid, "status": "succeeded", "result": {"k": "\u0000"}}),
+                       ("final", {"job_id": jid, "status": "failed", "error": "e\u0000"})]:
+        r = gw.post(f"/jobs/{jid}/{path}", body)
+        assert r.status_code == 400, f"{path}: {r.status_code} {r.text!r}"
+    j = gw.job(jid)
+    assert j["status"] == "Running" and j["progress_percent"] == 0, j
