@@ -21,7 +21,11 @@ SINK_MAX_LENGTH of the bench's messages; it is purged after each row and at the 
     same run, while the gateway idles: insert.sql inserts one row per transaction into
     bench_jobs, CREATE TABLE ... (LIKE jobs INCLUDING ALL) after the gateway migrated the
     database (same columns, defaults, CHECKs and indexes).  Ratio = (a) calls/s / (b) tps
-    at the same C; target >= 0.5.
+    at the same C; target >= 0.5.  A second pgbench row adds a pg_notify() to each such
+    transaction, as the gateway's job_updates trigger does: PostgreSQL serializes notifying
+    commits, so that row is the ceiling of anything that NOTIFYs once per write.
+    The (a) rows also show, from the gateway's own metrics over the same window, its mean
+    publish-to-confirm time, mean store operation time and store operations per call.
 (c) SSE memory: BENCH_GW_STREAMS jobs created (their messages sit in the capped queue: the
     jobs stay non-terminal), 20 streams opened and closed as warm-up, the gateway's VmRSS
     read from /proc/<pid>/status, then one GET /jobs/<id>/stream per job opened and held
@@ -35,6 +39,8 @@ Environment:
   BENCH_GW_PROCS        load generator processes (default 2)
   BENCH_GW_STREAMS      SSE streams for (c) (default 1000)
   BENCH_GW_POOL         ASYA_DATABASE_POOL_SIZE of the gateway (default: the gateway's, 4)
+  BENCH_GW_STORE        pg (default) or mem: the gateway's store, to tell the database's share
+                        of the (a) figures from the rest (pgbench runs either way)
   BENCH_GW_PORT / BENCH_GW_PG_PORT / BENCH_GW_AMQP_PORT / BENCH_GW_MGMT_PORT
                         private ports (default 18098 / 55498 / 5698 / 15698)
   ASYA_BUILD_DIR        build directory (default build); logs end up in <build>/bench/gateway-logs
@@ -68,6 +74,7 @@ SECONDS = float(os.environ.get("BENCH_GW_SECONDS", "10"))
 PROCS = int(os.environ.get("BENCH_GW_PROCS", "2"))
 STREAMS = int(os.environ.get("BENCH_GW_STREAMS", "1000"))
 POOL = os.environ.get("BENCH_GW_POOL", "")
+STORE = os.environ.get("BENCH_GW_STORE", "pg")
 GW_PORT = int(os.environ.get("BENCH_GW_PORT", "18098"))
 PG_PORT = int(os.environ.get("BENCH_GW_PG_PORT", "55498"))
 AMQP_PORT = int(os.environ.get("BENCH_GW_AMQP_PORT", "5698"))
@@ -96,6 +103,10 @@ INSERT INTO bench_jobs (id, status, route_steps, route_current, payload, timeout
 VALUES (gen_random_uuid()::text, 'Pending', ARRAY['%s'], 0, '{"value": 1}'::jsonb, 300,
         now() + interval '300 seconds', 0, 0, 1);
 """ % SINK
+# The same row and a NOTIFY in its transaction, as each job_updates row the gateway writes
+# carries one (db/001_jobs.sql): notifying commits are serialized by PostgreSQL (a global
+# lock held through the commit's WAL flush), so this row shows that ceiling.
+INSERT_NOTIFY_SQL = "BEGIN;\n" + INSERT_SQL + "SELECT pg_notify('bench_gw', 'x');\nCOMMIT;\n"
 
 procs = []  # (Popen, name) we started
 workdir = tempfile.mkdtemp(prefix="asya-bgw-")  # short: the PostgreSQL socket lives here
@@ -182,10 +193,10 @@ def psql(sql):
     return r.stdout.strip()
 
 
-def pgbench(c):
-    script = os.path.join(workdir, "insert.sql")
+def pgbench(c, notify=False):
+    script = os.path.join(workdir, "insert-notify.sql" if notify else "insert.sql")
     with open(script, "w") as f:
-        f.write(INSERT_SQL)
+        f.write(INSERT_NOTIFY_SQL if notify else INSERT_SQL)
     psql("TRUNCATE bench_jobs")
     env = dict(os.environ, PGPASSWORD="asya")
     cmd = [os.path.join(PG_BIN, "pgbench"), "-n", "-c", str(c), "-j", "2", "-T", "%d" % SECONDS,
@@ -263,6 +274,34 @@ def start_gateway(db_url, routes):
 def tool_call(conn, n):
     body = json.dumps({"name": "bench_echo", "arguments": {"value": n}})
     return gw_request("POST", "/tools/call", body, {"Content-Type": "application/json"}, conn)
+
+
+def metric_sums():
+    """{name: value summed over label sets} for the _sum/_count series the table uses."""
+    want = ("asya_gateway_publish_latency_seconds_sum", "asya_gateway_publish_latency_seconds_count",
+            "asya_gateway_store_latency_seconds_sum", "asya_gateway_store_latency_seconds_count")
+    out = dict.fromkeys(want, 0.0)
+    try:
+        st, _, body = gw_request("GET", "/metrics")
+    except OSError:
+        return out
+    if st != 200:
+        return out
+    for line in body.decode(errors="replace").splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in out:
+            try:
+                out[name] += float(line.rsplit(" ", 1)[1])
+            except ValueError:
+                pass
+    return out
+
+
+def mean_ms(m0, m1, base):
+    n = m1[base + "_count"] - m0[base + "_count"]
+    return (1000.0 * (m1[base + "_sum"] - m0[base + "_sum"]) / n, n) if n > 0 else (None, 0)
 
 
 # ---- (a) the load generator ------------------------------------------------------------
@@ -351,7 +390,8 @@ def _gen_proc(kind, threads, t_begin, t_end, base, pipe):
 
 def load(kind, c, gw_pid):
     """C connections over PROCS processes; returns (rate, p50 ms, p99 ms, errors, first
-    error, generator CPU % of one core, gateway CPU % of one core)."""
+    error, generator CPU % of one core, gateway CPU % of one core, the gateway's mean
+    publish-to-confirm ms, its mean store operation ms and store operations per answer)."""
     ctx = multiprocessing.get_context("fork")
     nprocs = max(1, min(PROCS, c))
     per = [c // nprocs + (1 if i < c % nprocs else 0) for i in range(nprocs)]
@@ -367,8 +407,10 @@ def load(kind, c, gw_pid):
     while time.monotonic() < t_begin:
         time.sleep(0.01)
     gw_cpu0 = cpu_seconds(gw_pid)
+    m0 = metric_sums()
     time.sleep(max(0.0, t_end - time.monotonic()))
     gw_cpu1 = cpu_seconds(gw_pid)
+    m1 = metric_sums()
     lat, errors, first, gen_cpu = [], 0, None, 0.0
     for p, a in workers:
         if not a.poll(SECONDS + 60):
@@ -388,8 +430,11 @@ def load(kind, c, gw_pid):
         return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000.0
     # The generator's CPU includes its 1.5 s of start and warm-up; close enough for a
     # "is it saturated" figure, and an over-estimate if anything.
+    pub_ms, _ = mean_ms(m0, m1, "asya_gateway_publish_latency_seconds")
+    store_ms, store_n = mean_ms(m0, m1, "asya_gateway_store_latency_seconds")
     return (len(lat) / SECONDS, pct(0.50), pct(0.99), errors, first,
-            100.0 * gen_cpu / (SECONDS + WARMUP + 0.5), 100.0 * (gw_cpu1 - gw_cpu0) / SECONDS)
+            100.0 * gen_cpu / (SECONDS + WARMUP + 0.5), 100.0 * (gw_cpu1 - gw_cpu0) / SECONDS,
+            pub_ms, store_ms, store_n / float(len(lat)))
 
 
 # ---- (c) SSE streams -------------------------------------------------------------------
@@ -449,32 +494,42 @@ def sse_memory(gw_pid):
 
 # ---- report ----------------------------------------------------------------------------
 
-def report(rows, ceiling, pg, sse, settings, elapsed, stop_info):
+def report(rows, ceiling, pg, pgn, sse, settings, elapsed, stop_info):
     w = 92
     print()
     print("=" * w)
-    print("asya bench-gateway: asya-gateway (PostgreSQL store) + private PostgreSQL 15 + RabbitMQ;")
+    print("asya bench-gateway: asya-gateway + private PostgreSQL 15 + private RabbitMQ, one machine;")
     print("%d s per row after a %.0f s warm-up; generator: %d process(es) x threads, keep-alive;"
           " nproc=%d; load avg before start %.2f" % (SECONDS, WARMUP, PROCS, os.cpu_count(), LOAD0))
     print("gateway settings: %s" % settings)
     print("-" * w)
-    print("%-44s %4s %9s %8s %8s %7s %7s %6s" % ("(a) row", "C", "calls/s", "p50 ms", "p99 ms",
-                                                 "gen %", "gw %", "errors"))
-    for (kind, c), (rate, p50, p99, errs, first, gcpu, gwcpu) in rows:
+    print("%-34s %3s %8s %7s %7s %5s %5s %6s %6s %5s %4s" % (
+        "(a) row", "C", "calls/s", "p50 ms", "p99 ms", "gen%", "gw%", "pub ms", "db ms", "db/c",
+        "err"))
+
+    def opt(v, f):
+        return f % v if v is not None else "-"
+    for (kind, c), (rate, p50, p99, errs, first, gcpu, gwcpu, pub, db, dbn) in rows:
         label = {"rest": "POST /tools/call", "mcp": "MCP tools/call (POST /mcp)",
                  "health": "generator ceiling: GET /health"}[kind]
-        print("%-44s %4d %9.0f %8.2f %8.2f %7.0f %7.0f %6d" % (label, c, rate, p50, p99, gcpu,
-                                                              gwcpu, errs))
+        print("%-34s %3d %8.0f %7.2f %7.2f %5.0f %5.0f %6s %6s %5s %4d" % (
+            label, c, rate, p50, p99, gcpu, gwcpu, opt(pub, "%.2f"), opt(db, "%.2f"),
+            "%.1f" % dbn if db is not None else "-", errs))
         if first:
             notes.append("%s C=%d: first error: %s" % (label, c, first))
-    print("    gen %% / gw %%: CPU of the load generator (all processes) / of the gateway, in %"
-          " of one core")
+    print("    gen% / gw%: CPU of the load generator (all its processes) / of the gateway, in % of"
+          " one core;")
+    print("    pub ms: the gateway's mean publish-to-confirm time; db ms: its mean store operation"
+          " time;")
+    print("    db/c: store operations per answer (gateway metrics over the same window)")
     print("-" * w)
     print("%-44s %4s %9s %8s %8s" % ("(b) pgbench -n -j 2, one INSERT per xact", "C", "tps",
                                      "avg ms", "rows"))
-    for c, (tps, lat, nrows) in pg:
-        print("%-44s %4d %9.0f %8s %8d" % ("INSERT INTO bench_jobs (LIKE jobs)", c, tps,
-                                             "%.2f" % lat if lat is not None else "-", nrows))
+    for label, runs in (("INSERT INTO bench_jobs (LIKE jobs)", pg),
+                        ("the same + pg_notify() in its transaction", pgn)):
+        for c, (tps, lat, nrows) in runs:
+            print("%-44s %4d %9.0f %8s %8d" % (label, c, tps,
+                                                 "%.2f" % lat if lat is not None else "-", nrows))
     print("-" * w)
     if sse:
         before, after, closed, open_secs = sse
@@ -531,9 +586,15 @@ def main():
     routes = os.path.join(workdir, "routes.yaml")
     with open(routes, "w") as f:
         f.write(ROUTES)
-    gw = start_gateway(db_url, routes)
-    settings = "ASYA_DATABASE_POOL_SIZE=%s" % (POOL or "default")
-    psql("CREATE TABLE IF NOT EXISTS bench_jobs (LIKE jobs INCLUDING ALL)")
+    if STORE != "pg":
+        # A gateway on the database first: pgbench's table is shaped on its migrations.
+        gwm = start_gateway(db_url, routes)
+        gwm.send_signal(signal.SIGTERM)
+        gwm.wait(15)
+    gw = start_gateway(db_url if STORE == "pg" else "", routes)
+    settings = ("store %s, ASYA_DATABASE_POOL_SIZE=%s"
+                % ("PostgreSQL" if STORE == "pg" else "memory", POOL or "default"))
+    psql("SET ROLE asya; CREATE TABLE IF NOT EXISTS bench_jobs (LIKE jobs INCLUDING ALL)")
 
     rows = []
     for c in CONC:
@@ -547,10 +608,12 @@ def main():
     log("(a) generator ceiling, GET /health, C=%d" % top)
     h = load("health", top, gw.pid)
     rows.append((("health", top), h))
-    pg = []
+    pg, pgn = [], []
     for c in CONC:
         log("(b) pgbench, C=%d" % c)
         pg.append((c, pgbench(c)))
+        log("(b) pgbench with NOTIFY, C=%d" % c)
+        pgn.append((c, pgbench(c, notify=True)))
     sse = None
     if STREAMS > 0:
         log("(c) %d SSE streams" % STREAMS)
@@ -567,7 +630,7 @@ def main():
         gw.kill()
         gw.wait()
     stop_info = (gw.returncode, time.time() - t0)
-    report(rows, h[0], pg, sse, settings, time.time() - t_start, stop_info)
+    report(rows, h[0], pg, pgn, sse, settings, time.time() - t_start, stop_info)
     if stop_info[0] != 0:
         log("gateway log tail:\n" + tail("gateway"))
 
