@@ -30,7 +30,7 @@ typedef void (*gwreq_close_cb)(void *arg, struct gwreq *req);
 struct gwhttp_config {
     const char *addr; /* NULL or "" = all interfaces; else a numeric IPv4 address */
     int port;
-    unsigned max_connections; /* beyond it new connections are refused */
+    unsigned max_connections; /* beyond it new connections wait in the accept queue */
     unsigned idle_timeout_s;  /* a connection idle this long is closed (streams excepted) */
     size_t max_body;          /* request bodies larger than this get 413 */
 };
