@@ -472,15 +472,17 @@ struct gwhttp *gwhttp_start(struct ev_loop *loop, const struct gwhttp_config *cf
     h->ctx = ctx;
     h->max_body = cfg->max_body;
     TAILQ_INIT(&h->reqs);
-    /* 16 KiB per connection: headers and a slice of the body at a time;
+    /* No SO_REUSEPORT: a second gateway on the same port must fail to start,
+     * not share the connections (MCP sessions live in one process).
+     * libmicrohttpd still sets SO_REUSEADDR, so a restart binds at once.
+     * 16 KiB per connection: headers and a slice of the body at a time;
      * small enough for thousands of idle SSE streams. */
     h->daemon = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC, (uint16_t)cfg->port, NULL, NULL,
         on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
         cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
     if (!h->daemon) {
         snprintf(err, errlen, "ASYA_GATEWAY_PORT=%d: cannot listen (port in use?)", cfg->port);
         free(h);
@@ -509,12 +511,14 @@ void gwhttp_quiesce(struct gwhttp *h)
     MHD_socket fd = MHD_quiesce_daemon(h->daemon);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
-    /* End every stream and wake every parked request so it gets its answer. */
+    /* End every stream; requests waiting for the store or the broker keep
+     * waiting, so a tool call in progress still gets its real answer. */
     struct gwreq *r;
     TAILQ_FOREACH(r, &h->reqs, link) {
-        if (r->streaming)
+        if (r->streaming) {
             r->stream_ended = true;
-        resume(r);
+            resume(r);
+        }
     }
 }
 
@@ -544,7 +548,11 @@ void gwhttp_stop(struct gwhttp *h)
     if (!h)
         return;
     gwhttp_quiesce(h);
-    /* libmicrohttpd must not be stopped with connections still suspended. */
+    /* libmicrohttpd must not be stopped with connections still suspended:
+     * wake the rest (they are answered 503 "shutting down"). */
+    struct gwreq *r;
+    TAILQ_FOREACH(r, &h->reqs, link)
+        resume(r);
     MHD_run(h->daemon);
     ev_io_stop(h->loop, &h->io);
     ev_timer_stop(h->loop, &h->timer);
@@ -552,7 +560,6 @@ void gwhttp_stop(struct gwhttp *h)
     MHD_stop_daemon(h->daemon);
     /* What is left was held by work that was cancelled (the store and the
      * publisher are freed first, without calling back): free it here. */
-    struct gwreq *r;
     while ((r = TAILQ_FIRST(&h->reqs)) != NULL)
         free_req(r);
     free(h);
