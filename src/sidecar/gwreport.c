@@ -275,6 +275,16 @@ static void pump(struct gwreport *g)
     }
 }
 
+bool gwreport_progress_drop(struct gwreport *g)
+{
+    if (gateway_down(g) ||
+        (g->in_flight >= g->opt.max_in_flight && g->queued >= g->opt.max_queued)) {
+        g->opt.stats->progress_dropped++;
+        return true;
+    }
+    return false;
+}
+
 void gwreport_progress(struct gwreport *g, const char *job_id, char *body, size_t len)
 {
     if (gateway_down(g)) {

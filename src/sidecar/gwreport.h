@@ -23,6 +23,7 @@
 #include "metrics.h"
 
 #include <ev.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct gwreport;
@@ -66,6 +67,11 @@ void gwreport_free(struct gwreport *g);
  * what cannot be sent is dropped and counted.
  */
 void gwreport_progress(struct gwreport *g, const char *job_id, char *body, size_t len);
+
+/* True when a progress report made now would be dropped whatever its job (the
+ * gateway is down, or every place in flight and in the queue is taken), so
+ * the caller can skip building it.  Counts the drop. */
+bool gwreport_progress_drop(struct gwreport *g);
 
 /*
  * POST body (ownership taken) to <url>/jobs/<job_id>/final; final_done(token)

@@ -284,7 +284,7 @@ void reports_progress(struct sidecar *sc, const struct message *m, enum jobrepor
     if (!sc->reports || sc->cfg->is_end_actor || !m->env.root)
         return;
     const char *job = jobreport_job_id(m->env.root);
-    if (!job)
+    if (!job || gwreport_progress_drop(sc->reports->gw))
         return;
     size_t len = 0;
     long ms = duration_s < 0 ? -1 : (long)(duration_s * 1000.0 + 0.5);

@@ -32,6 +32,11 @@ CREW_SO = os.path.join(BUILD, "lib", "asya", "crew.so")
 # ---- a fake gateway --------------------------------------------------------------------
 
 
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # a client that hung up (a timed-out or stopped sidecar) is expected here
+
+
 class FakeGateway:
     """POST /jobs/<id>/progress and /jobs/<id>/final, recorded in order.
 
@@ -104,7 +109,7 @@ class FakeGateway:
                 self.end_headers()
                 self.wfile.write(out)
 
-        srv = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        srv = QuietServer(("127.0.0.1", self.port), Handler)
         srv.daemon_threads = True
         self.server = srv
         self.release.clear()
@@ -331,11 +336,12 @@ def test_gateway_progress_fanout_completed_once(ctx, gateway):
 
 
 def test_gateway_that_never_answers_does_not_slow_messages(ctx, gateway):
-    """The same 2000 messages (each its own job) through the same actor, without a
-    gateway and with one that accepts connections but never answers: the flow keeps
-    its rate (a sidecar waiting on reports would need hours at 5 s each), reports
-    beyond the bounds are dropped and counted."""
-    n = 2000
+    """The same 2000 messages (each its own job; ASYA_TEST_GW_RATE_N more) through the
+    same actor, without a gateway, with one that answers and with one that accepts
+    connections but never answers: the flow keeps its rate (a sidecar waiting on
+    reports would need hours at 5 s each), reports beyond the bounds are dropped and
+    counted."""
+    n = int(os.environ.get("ASYA_TEST_GW_RATE_N", "2000"))
     ctx.real_runtime("echo_handler")
 
     def run(env_extra, label):
@@ -360,20 +366,31 @@ def test_gateway_that_never_answers_does_not_slow_messages(ctx, gateway):
             time.sleep(0.01)
         assert last is not None, f"{label}: {ctx.b.queue_depth(ctx.happy)} of {n} arrived"
         rate = (n - 1) / max(last - first, 1e-3)
+        with open(f"/proc/{p.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        print(f"\n{label}: {rate:.0f} msg/s, sidecar CPU {cpu:.2f} s in all")
         samples = scrape(port)
         p.stop()
         ctx.b.purge(ctx.happy)
         return rate, samples
 
     base, _ = run({}, "no-gateway")
+    answering, _ = run({"ASYA_GATEWAY_URL": gateway.url}, "answering-gateway")
     gateway.mode = "hang"
+    with gateway.lock:
+        gateway.records.clear()
     hung, m = run({"ASYA_GATEWAY_URL": gateway.url}, "hanging-gateway")
-    print(f"\nmsg/s without a gateway {base:.0f}, with a gateway that never answers {hung:.0f}")
+    print(f"\n{n} messages, msg/s: without a gateway {base:.0f}, with a gateway answering 200 "
+          f"{answering:.0f}, with a gateway that never answers {hung:.0f}")
+    # The answering run is for the figures only: the Python gateway competes for
+    # the CPU with the broker, runtime and sidecar, which a small machine shows.
     assert hung >= 0.5 * base, (base, hung)
     key = (f"{NS}_progress_reports_dropped_total", (("queue", ctx.queue),))
     assert m.get(key, 0) > 0, "reports beyond 64 in flight + 1024 queued are dropped"
     assert m.get((f"{NS}_progress_reports_sent_total", (("queue", ctx.queue),)), 0) == 0
-    assert len(gateway.all("progress")) <= 64, "at most 64 in flight"
+    ts = [r["t"] for r in gateway.all("progress")]
+    assert ts and len([t for t in ts if t < ts[0] + 4.5]) <= 64, "at most 64 in flight"
 
 
 def test_gateway_down_drops_and_counts_then_recovers(ctx, gateway):
