@@ -72,7 +72,7 @@ int gwconfig_load(struct gw_config *cfg, const char *exe_path, char *err, size_t
                  masked);
         return -EINVAL;
     }
-    if (envcfg_long("ASYA_DATABASE_POOL_SIZE", 4, 1, 64, &cfg->db_pool_size, err, errlen))
+    if (envcfg_long("ASYA_DATABASE_POOL_SIZE", 8, 1, 64, &cfg->db_pool_size, err, errlen))
         return -EINVAL;
     cfg->migrations_dir =
         envcfg_str("ASYA_GATEWAY_MIGRATIONS_DIR", NULL, default_migrations(exe_path), NULL);

@@ -46,8 +46,13 @@ typedef void (*store_notify_cb)(void *ctx, const char *job_id, int64_t update_id
 struct jobstore;
 
 struct jobstore_ops {
-    /* Insert j (status Pending) and its first history entry
-     * ("Job created", Pending, 0 %).  STORE_ERROR on a duplicate id. */
+    /* Insert j and its first history entry ("Job created", Pending, 0 %).
+     * With j->status Running, in the same write, also the entry a
+     * CHANGE_RUNNING makes ("Sending message to first actor"): a tool call
+     * stores its job as sent before publishing, saving a round trip, which
+     * no client can tell (nobody knows the id before the call answers); a
+     * failed publish then fails the job.  Any other status is stored as
+     * Pending.  STORE_ERROR on a duplicate id. */
     void (*create)(struct jobstore *s, const struct job *j, store_job_cb cb, void *arg);
     /* Apply c to the job as job_apply() does, atomically, recording the entry. */
     void (*apply)(struct jobstore *s, const char *id, const struct job_change *c, store_job_cb cb,

@@ -33,7 +33,7 @@ static void usage(FILE *f)
           "  ASYA_QUEUE_PREFIX                   (none)\n"
           "  ASYA_RABBITMQ_POOL_SIZE             20 (accepted; one connection is used)\n"
           "  ASYA_DATABASE_URL                   (empty: jobs in memory)\n"
-          "  ASYA_DATABASE_POOL_SIZE             4\n"
+          "  ASYA_DATABASE_POOL_SIZE             8\n"
           "  ASYA_GATEWAY_MIGRATIONS_DIR         db/ of the build, else /usr/share/asya/db\n"
           "  ASYA_CONFIG_PATH                    (empty: one built-in echo tool)\n"
           "  ASYA_GATEWAY_MAX_BODY_BYTES         1048576\n"

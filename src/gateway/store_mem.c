@@ -177,6 +177,7 @@ static void mem_create(struct jobstore *s, const struct job *j, store_job_cb cb,
         e->job.created_ms = job_now_ms();
     if (e->job.updated_ms == 0)
         e->job.updated_ms = e->job.created_ms;
+    bool running = j->status == JOB_RUNNING;
     e->job.status = JOB_PENDING;
     memcpy(u.job_id, e->job.id, sizeof u.job_id);
     u.status = JOB_PENDING;
@@ -187,6 +188,17 @@ static void mem_create(struct jobstore *s, const struct job *j, store_job_cb cb,
     struct mem_note note;
     memcpy(note.job_id, e->job.id, sizeof note.job_id);
     note.update_id = record(m, e, &u);
+    if (running) {
+        /* Stored as already sent (see jobstore.h): the second entry now. */
+        struct job_update u2;
+        const struct job_change c = {.kind = CHANGE_RUNNING};
+        if (reserve_hist(e) != 0 || job_apply(&e->job, &c, e->job.created_ms, &u2) != 0) {
+            entry_free(e);
+            cb(arg, STORE_ERROR, NULL, "out of memory");
+            return;
+        }
+        note.update_id = record(m, e, &u2);
+    }
     size_t k = hash_id(e->job.id) & (m->nbuckets - 1);
     e->next = m->buckets[k].head;
     m->buckets[k].head = e;

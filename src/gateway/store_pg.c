@@ -68,12 +68,13 @@ enum job_col {
 };
 
 /* $1 id, $2 steps (JSON array), $3 route_current, $4 payload, $5 timeout_sec,
- * $6 deadline ms (0 = none), $7 total_steps, $8 created ms. */
+ * $6 deadline ms (0 = none), $7 total_steps, $8 created ms, $9 'Running' to
+ * store the job as sent (the second history entry too; see jobstore.h). */
 static const char SQL_CREATE[] =
     "WITH j AS ("
     " INSERT INTO jobs (id, status, route_steps, route_current, payload, timeout_sec, deadline,"
     "  progress_percent, steps_completed, total_steps, created_at, updated_at)"
-    " VALUES ($1, 'Pending',"
+    " VALUES ($1, CASE WHEN $9::text = 'Running' THEN 'Running' ELSE 'Pending' END,"
     "  ARRAY(SELECT e FROM json_array_elements_text($2::json) WITH ORDINALITY AS t(e, n)"
     "        ORDER BY n),"
     "  $3::int, $4::jsonb, $5::int, CASE WHEN $6::int8 > 0 THEN " TS(
@@ -84,7 +85,10 @@ static const char SQL_CREATE[] =
                         "), u AS ("
                         " INSERT INTO job_updates (job_id, status, message, progress_percent, "
                         "\"timestamp\")"
-                        " SELECT id, status, 'Job created', 0, created_at FROM j"
+                        " SELECT id, 'Pending', 'Job created', 0, created_at FROM j"
+                        " UNION ALL SELECT id, 'Running', 'Sending message to first actor', NULL, "
+                        "created_at"
+                        " FROM j WHERE status = 'Running'"
                         ") SELECT 'ok', " JOB_COLS " FROM j";
 
 /*
@@ -109,7 +113,10 @@ static const char SQL_APPLY[] =
     "  result = CASE WHEN $2::text = 'succeeded' THEN $8::jsonb ELSE j.result END,"
     "  error = CASE WHEN $2::text = 'failed' THEN $9::text ELSE j.error END"
     " FROM cur WHERE j.id = cur.id AND cur.status NOT IN ('Succeeded', 'Failed')"
-    " RETURNING j.*"
+    /* Marking a confirmed publish Running need not wait for the disk: lost
+     * in a crash, the job stays Pending until its first progress report. */
+    " RETURNING j.*, CASE WHEN $2::text = 'running'"
+    "  THEN set_config('synchronous_commit', 'off', true) END AS commit_mode"
     "), ins AS ("
     " INSERT INTO job_updates (job_id, status, message, result, error, \"timestamp\","
     "  progress_percent, step, step_status)"
@@ -577,8 +584,10 @@ static void pg_create(struct jobstore *st, const struct job *j, store_job_cb cb,
     snprintf(deadline, sizeof deadline, "%" PRId64, j->deadline_ms);
     snprintf(total, sizeof total, "%d", j->total_steps);
     snprintf(created, sizeof created, "%" PRId64, j->created_ms > 0 ? j->created_ms : job_now_ms());
-    const char *params[] = {j->id, steps_txt, cur, payload, timeout, deadline, total, created};
-    pgpool_query(s->pool, OP_CREATE, 8, params, on_create, r);
+    const char *status = j->status == JOB_RUNNING ? "Running" : "Pending";
+    const char *params[] = {j->id,    steps_txt, cur,     payload, timeout,
+                            deadline, total,     created, status};
+    pgpool_query(s->pool, OP_CREATE, 9, params, on_create, r);
     free(steps_txt);
     free(payload);
 }

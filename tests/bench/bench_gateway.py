@@ -38,7 +38,7 @@ Environment:
   BENCH_GW_SECONDS      measured seconds per (a) row and per pgbench run (default 10)
   BENCH_GW_PROCS        load generator processes (default 2)
   BENCH_GW_STREAMS      SSE streams for (c) (default 1000)
-  BENCH_GW_POOL         ASYA_DATABASE_POOL_SIZE of the gateway (default: the gateway's, 4)
+  BENCH_GW_POOL         ASYA_DATABASE_POOL_SIZE of the gateway (default: the gateway's, 8)
   BENCH_GW_STORE        pg (default) or mem: the gateway's store, to tell the database's share
                         of the (a) figures from the rest (pgbench runs either way)
   BENCH_GW_PORT / BENCH_GW_PG_PORT / BENCH_GW_AMQP_PORT / BENCH_GW_MGMT_PORT

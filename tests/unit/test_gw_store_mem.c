@@ -262,7 +262,7 @@ static void test_create_and_get(void **state)
     struct fx *f = *state;
     struct job j;
     make_job(&j, ID_A, T0 + 30000);
-    j.status = JOB_RUNNING; /* create always stores Pending */
+    j.status = JOB_SUCCEEDED; /* any status but Running is stored as Pending */
     int calls = 0;
     f->s->ops->create(f->s, &j, on_job, &calls);
     assert_int_equal(calls, 1);
@@ -312,6 +312,32 @@ static void test_create_and_get(void **state)
     assert_null(last_ups[0].step);
     assert_null(last_ups[0].result);
     assert_null(last_ups[0].error);
+}
+
+/* A tool call stores its job as sent: Pending and Running entries in one write. */
+static void test_create_running(void **state)
+{
+    struct fx *f = *state;
+    struct job j;
+    make_job(&j, ID_A, T0 + 30000);
+    j.status = JOB_RUNNING;
+    int calls = 0;
+    f->s->ops->create(f->s, &j, on_job, &calls);
+    job_clear(&j);
+    assert_int_equal(calls, 1);
+    assert_int_equal(events[0].rc, STORE_OK);
+    assert_int_equal(last_job.status, JOB_RUNNING);
+    expect_note(1, ID_A, 2);
+    reset_log();
+    assert_int_equal(updates(f, ID_A, 0), STORE_OK);
+    assert_int_equal(nlast_ups, 2);
+    assert_int_equal(last_ups[0].id, 1);
+    assert_int_equal(last_ups[0].status, JOB_PENDING);
+    assert_string_equal(last_ups[0].message, "Job created");
+    assert_int_equal(last_ups[1].id, 2);
+    assert_int_equal(last_ups[1].status, JOB_RUNNING);
+    assert_string_equal(last_ups[1].message, "Sending message to first actor");
+    assert_false(last_ups[1].has_progress);
 }
 
 static void test_create_rejects(void **state)
@@ -755,6 +781,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ready_and_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_and_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_rejects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_found, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_lifecycle, setup, teardown),
