@@ -113,10 +113,7 @@ static const char SQL_APPLY[] =
     "  result = CASE WHEN $2::text = 'succeeded' THEN $8::jsonb ELSE j.result END,"
     "  error = CASE WHEN $2::text = 'failed' THEN $9::text ELSE j.error END"
     " FROM cur WHERE j.id = cur.id AND cur.status NOT IN ('Succeeded', 'Failed')"
-    /* Marking a confirmed publish Running need not wait for the disk: lost
-     * in a crash, the job stays Pending until its first progress report. */
-    " RETURNING j.*, CASE WHEN $2::text = 'running'"
-    "  THEN set_config('synchronous_commit', 'off', true) END AS commit_mode"
+    " RETURNING j.*"
     "), ins AS ("
     " INSERT INTO job_updates (job_id, status, message, result, error, \"timestamp\","
     "  progress_percent, step, step_status)"
