@@ -16,7 +16,10 @@ struct textbuf {
     bool failed;
 };
 
-#define TEXTBUF_INIT {NULL, 0, 0, false}
+#define TEXTBUF_INIT                                                                               \
+    {                                                                                              \
+        NULL, 0, 0, false                                                                          \
+    }
 
 void textbuf_append(struct textbuf *b, const char *s, size_t n);
 void textbuf_puts(struct textbuf *b, const char *s);

@@ -47,6 +47,9 @@ struct gwreq {
 
 TAILQ_HEAD(reqlist, gwreq);
 
+/* Walks below are spelled out, not TAILQ_FOREACH: cppcheck cannot see
+ * through that macro and reports the loop variable as uninitialised. */
+
 struct gwhttp {
     ev_io io; /* first member: watches libmicrohttpd's epoll fd */
     ev_timer timer;
@@ -514,7 +517,7 @@ void gwhttp_quiesce(struct gwhttp *h)
     /* End every stream; requests waiting for the store or the broker keep
      * waiting, so a tool call in progress still gets its real answer. */
     struct gwreq *r;
-    TAILQ_FOREACH(r, &h->reqs, link) {
+    for (r = TAILQ_FIRST(&h->reqs); r; r = TAILQ_NEXT(r, link)) {
         if (r->streaming) {
             r->stream_ended = true;
             resume(r);
@@ -531,9 +534,10 @@ unsigned gwhttp_requests(const struct gwhttp *h)
 {
     unsigned n = 0;
     const struct gwreq *r;
-    TAILQ_FOREACH(r, &h->reqs, link)
+    for (r = TAILQ_FIRST(&h->reqs); r; r = TAILQ_NEXT(r, link)) {
         if (!r->done)
             n++;
+    }
     return n;
 }
 
@@ -551,8 +555,9 @@ void gwhttp_stop(struct gwhttp *h)
     /* libmicrohttpd must not be stopped with connections still suspended:
      * wake the rest (they are answered 503 "shutting down"). */
     struct gwreq *r;
-    TAILQ_FOREACH(r, &h->reqs, link)
+    for (r = TAILQ_FIRST(&h->reqs); r; r = TAILQ_NEXT(r, link)) {
         resume(r);
+    }
     MHD_run(h->daemon);
     ev_io_stop(h->loop, &h->io);
     ev_timer_stop(h->loop, &h->timer);
@@ -560,7 +565,12 @@ void gwhttp_stop(struct gwhttp *h)
     MHD_stop_daemon(h->daemon);
     /* What is left was held by work that was cancelled (the store and the
      * publisher are freed first, without calling back): free it here. */
-    while ((r = TAILQ_FIRST(&h->reqs)) != NULL)
+    r = TAILQ_FIRST(&h->reqs);
+    while (r) {
+        struct gwreq *next = TAILQ_NEXT(r, link);
+        r->h = NULL; /* the list goes with h */
         free_req(r);
+        r = next;
+    }
     free(h);
 }

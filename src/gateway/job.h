@@ -51,13 +51,13 @@ struct job {
     char **steps; /* route steps, nsteps of them */
     size_t nsteps;
     int route_current;
-    json_t *payload;        /* the tool's arguments, defaults applied */
-    json_t *result;         /* NULL until Succeeded */
-    char *error;            /* NULL unless Failed */
-    long timeout_sec;       /* 0 = no deadline */
-    int64_t deadline_ms;    /* Unix ms; 0 = none */
+    json_t *payload;         /* the tool's arguments, defaults applied */
+    json_t *result;          /* NULL until Succeeded */
+    char *error;             /* NULL unless Failed */
+    long timeout_sec;        /* 0 = no deadline */
+    int64_t deadline_ms;     /* Unix ms; 0 = none */
     double progress_percent; /* 0..100, never goes down */
-    char *current_step;     /* NULL until a sidecar reported */
+    char *current_step;      /* NULL until a sidecar reported */
     int steps_completed;
     int total_steps;
     int64_t created_ms;
@@ -74,12 +74,12 @@ struct job_update {
     int64_t id; /* store-assigned, increasing; the SSE event id */
     char job_id[JOB_ID_LEN + 1];
     enum job_status status;
-    char *message;       /* may be NULL */
-    json_t *result;      /* may be NULL */
-    char *error;         /* may be NULL */
+    char *message;  /* may be NULL */
+    json_t *result; /* may be NULL */
+    char *error;    /* may be NULL */
     bool has_progress;
     double progress_percent;
-    char *step;          /* may be NULL */
+    char *step; /* may be NULL */
     enum step_status step_status;
     int64_t ts_ms;
 };
@@ -98,13 +98,13 @@ enum job_change_kind {
 /* Borrowed pointers; a store copies what it keeps. */
 struct job_change {
     enum job_change_kind kind;
-    const char *message;   /* update message; NULL = the default for the kind */
-    double percent;        /* CHANGE_PROGRESS: from progress_percent() */
-    const char *step;      /* CHANGE_PROGRESS: the step name, may be NULL */
-    int step_index;        /* CHANGE_PROGRESS */
+    const char *message;          /* update message; NULL = the default for the kind */
+    double percent;               /* CHANGE_PROGRESS: from progress_percent() */
+    const char *step;             /* CHANGE_PROGRESS: the step name, may be NULL */
+    int step_index;               /* CHANGE_PROGRESS */
     enum step_status step_status; /* CHANGE_PROGRESS */
-    const json_t *result;  /* CHANGE_SUCCEEDED, may be NULL */
-    const char *error;     /* CHANGE_FAILED */
+    const json_t *result;         /* CHANGE_SUCCEEDED, may be NULL */
+    const char *error;            /* CHANGE_FAILED */
 };
 
 /*

@@ -67,9 +67,13 @@ void mcp_sessions_free(struct mcp_sessions *s)
 {
     if (!s)
         return;
-    struct session *se;
-    while ((se = TAILQ_FIRST(&s->by_age)) != NULL)
-        session_remove(s, se);
+    /* Everything goes: no need to unlink one by one. */
+    struct session *se = TAILQ_FIRST(&s->by_age);
+    while (se) {
+        struct session *next = TAILQ_NEXT(se, age_link);
+        free(se);
+        se = next;
+    }
     free(s);
 }
 
@@ -78,7 +82,7 @@ static struct session *session_find(struct mcp_sessions *s, const char *id)
     if (!id || strlen(id) != JOB_ID_LEN)
         return NULL;
     struct session *se;
-    TAILQ_FOREACH(se, &s->buckets[session_bucket(id)], bucket_link) {
+    for (se = TAILQ_FIRST(&s->buckets[session_bucket(id)]); se; se = TAILQ_NEXT(se, bucket_link)) {
         if (strcmp(se->id, id) == 0)
             return se;
     }
@@ -205,24 +209,23 @@ static void post(struct gateway *g, struct gwreq *req)
     struct rpc_message m;
     rpc_message_parse(body, len, &m);
     const char *sid = gwreq_header(req, "Mcp-Session-Id");
+    bool has_sid = sid && *sid;
+    bool known = has_sid && session_find(g->sessions, sid);
+    bool init = (m.kind == RPC_REQUEST || m.kind == RPC_NOTIFICATION) &&
+                strcmp(m.method, "initialize") == 0;
     if (m.kind == RPC_BAD) {
         /* Parse errors and malformed requests are the client's: 400, as the SDK servers do. */
         send_error(req, m.error_code == RPC_INVALID_PARAMS ? 200 : 400, m.id, m.error_code,
                    m.error_text);
-    } else if (m.kind == RPC_RESPONSE) {
-        gwreq_reply(req, 202, NULL, "", 0);
-    } else if (strcmp(m.method, "initialize") == 0) {
-        if (m.kind == RPC_NOTIFICATION)
-            gwreq_reply(req, 202, NULL, "", 0);
-        else
-            initialize(g, req, m.id, m.params);
-    } else if (!sid || !*sid) {
+    } else if (m.kind == RPC_RESPONSE || (m.kind == RPC_NOTIFICATION && (init || known))) {
+        gwreq_reply(req, 202, NULL, "", 0); /* nothing to answer */
+    } else if (init) {
+        initialize(g, req, m.id, m.params);
+    } else if (!has_sid) {
         send_error(req, 400, m.id, RPC_INVALID_REQUEST,
                    "Bad Request: Mcp-Session-Id header is required");
-    } else if (!session_find(g->sessions, sid)) {
+    } else if (!known) {
         send_error(req, 404, m.id, RPC_SESSION_UNKNOWN, "Session not found");
-    } else if (m.kind == RPC_NOTIFICATION) {
-        gwreq_reply(req, 202, NULL, "", 0); /* nothing to answer */
     } else if (strcmp(m.method, "ping") == 0) {
         rpc_reply(req, 200, m.id, json_object());
     } else if (strcmp(m.method, "tools/list") == 0) {
