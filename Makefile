@@ -65,6 +65,7 @@ UNIT_BINS  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: examples examples-rust
 .PHONY: all help demo test test-unit test-runtime test-sidecar test-gateway test-integration-sidecar asan \
+        test-integration test-integration-gateway \
         test-asan valgrind install clean format format-check lint
 
 all: $(RUNTIME_BIN) $(SIDECAR_BIN) $(INVOKE_BIN) $(GATEWAY_BIN) $(SEED_HANDLERS) $(EXAMPLE_HANDLERS) $(FIXTURES) $(UNIT_BINS) \
@@ -79,6 +80,8 @@ help:
 	@echo "make test-gateway             asya-gateway against a private RabbitMQ and PostgreSQL"
 	@echo "make test-integration-sidecar the seed suite: 13 scenarios on a private RabbitMQ"
 	@echo "  ... DOCKER=1                the seed suite through docker compose"
+	@echo "make test-integration-gateway the seed suite: gateway, PostgreSQL, six actors, end actors"
+	@echo "make test-integration         both seed suites"
 	@echo "make test-chaos               SIGKILLs and broker restarts under load; every id accounted for"
 	@echo "make asan / test-asan         ASan+UBSan build in build/asan and its tests"
 	@echo "make valgrind                 unit tests under valgrind memcheck"
@@ -206,6 +209,16 @@ test-integration-sidecar: all
 	ASYA_BUILD_DIR=$(abspath $(BUILD)) tests/integration/sidecar-vs-runtime/run.sh
 endif
 
+# The gateway-vs-actors seed suite: PostgreSQL, RabbitMQ, asya-gateway, six actors and
+# the end actors as local processes (ASYA_LOG_LEVEL=DEBUG passes through).
+test-integration-gateway: all
+	ASYA_BUILD_DIR=$(abspath $(BUILD)) tests/integration/gateway-vs-actors/run.sh
+
+# Both seed suites, one after the other.
+test-integration:
+	$(MAKE) test-integration-sidecar
+	$(MAKE) test-integration-gateway
+
 # CHAOS_ARGS: e.g. --seed 7 --count 5000 (tests/chaos/chaos.py --help)
 .PHONY: test-chaos
 test-chaos: all
@@ -266,6 +279,7 @@ test: all
 	$(MAKE) test-sidecar
 	$(MAKE) test-gateway
 	$(MAKE) test-integration-sidecar
+	$(MAKE) test-integration-gateway
 	$(MAKE) test-chaos
 	$(MAKE) test-asan
 	@echo "== make test: all suites passed"
