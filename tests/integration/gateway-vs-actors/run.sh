@@ -267,6 +267,7 @@ EOF
 mapfile -t GW_ENV <"$GW_ENV_FILE"
 env -i "${GW_ENV[@]}" "$GATEWAY_BIN" >"$RUN_DIR/gateway.log" 2>&1 </dev/null &
 echo $! >"$GW_PID_FILE"
+disown $! # tests kill and restart it: no job-control notes from bash about it
 
 # ---- wait for the runtimes, then start the sidecars -------------------------
 deadline=$((SECONDS + 30))
