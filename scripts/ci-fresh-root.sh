@@ -15,7 +15,8 @@
 # debootstrap again.
 #
 # The root gets this machine's apt sources (sources.list, sources.list.d,
-# their keyrings, any proxy setting), /etc/hosts and resolv.conf, and /proc,
+# their keyrings, any proxy setting, its local CA certificates), /etc/hosts and
+# resolv.conf, and /proc,
 # /sys, /dev, /dev/pts and /dev/shm mounted.  It shares this machine's network
 # (the tests' private brokers listen on 127.0.0.1 as they do natively).
 # Always, even on failure or interrupt: processes still running in the root
@@ -140,6 +141,13 @@ cp -a "$BASE/." "$R/"
 rm -f "$R/.complete"
 cp /etc/hosts "$R/etc/hosts"
 cp -L /etc/resolv.conf "$R/etc/resolv.conf" 2>/dev/null || true
+# This machine's own CA certificates (a TLS-inspecting egress proxy's, say): part of
+# its network, like the apt proxy.  Debian's ca-certificates, when install-deps pulls
+# it in, adds them to the bundle that node/npm (the MCP SDK from npm) read.
+if [ -d /usr/local/share/ca-certificates ]; then
+    mkdir -p "$R/usr/local/share/ca-certificates"
+    cp -a /usr/local/share/ca-certificates/. "$R/usr/local/share/ca-certificates/"
+fi
 say "root $R ready in $((SECONDS - t0)) s"
 
 # ---- 2. mounts and the working tree ------------------------------------------------

@@ -31,8 +31,10 @@ PACKAGES=(
     # postgres; on Debian 12 pgbench ships in postgresql-15, not in the client package)
     # and psql
     postgresql-15 postgresql-client-15
-    # tests/gateway/mcp: the official MCP SDK client runs on Node.js (npm: see below)
-    nodejs
+    # tests/gateway/mcp: the official MCP SDK client runs on Node.js (npm: see below);
+    # npm fetches it over HTTPS, which needs the CA bundle (not pulled in without
+    # recommends)
+    nodejs ca-certificates
 )
 
 missing=()
