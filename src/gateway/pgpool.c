@@ -47,6 +47,7 @@ struct op {
     struct op *next;
     const char *sql; /* borrowed: a migration or a literal (stmt < 0) */
     int stmt;        /* index into the pool's statements, or -1 */
+    unsigned key;    /* 0, or the key that picks its connection (pgpool_query_keyed) */
     bool prepare;    /* PQsendPrepare of stmt (cb NULL) */
     bool simple;     /* PQsendQuery: no parameters, may hold several statements */
     bool internal;   /* the pool's own (migration, LISTEN, PREPARE) */
@@ -700,7 +701,15 @@ static void dispatch(struct pgpool *p)
 {
     while (p->qhead && !p->freeing) {
         struct conn *best = NULL;
-        for (int k = 0; k < p->nconns; k++) {
+        /* A keyed statement goes where the key's earlier ones went, so they run
+         * in the order they came; only a full or lost connection moves it. */
+        if (p->qhead->key) {
+            struct conn *c = &p->conns[p->qhead->key % (unsigned)p->nconns];
+            if (conn_usable(c) && c->pipeline && c->nflight < PIPELINE_DEPTH && !c->nlong)
+                best = c;
+        }
+        bool keyed = best != NULL;
+        for (int k = 0; k < p->nconns && !keyed; k++) {
             struct conn *c = &p->conns[(p->rr + k) % p->nconns];
             /* Nothing waits behind a long statement (a purge) on its connection. */
             if (!conn_usable(c) || !c->pipeline || c->nflight >= PIPELINE_DEPTH || c->nlong)
@@ -1136,6 +1145,12 @@ void pgpool_free(struct pgpool *p)
 void pgpool_query(struct pgpool *p, int stmt, int nparams, const char *const *params, pgpool_cb cb,
                   void *arg)
 {
+    pgpool_query_keyed(p, 0, stmt, nparams, params, cb, arg);
+}
+
+void pgpool_query_keyed(struct pgpool *p, unsigned key, int stmt, int nparams,
+                        const char *const *params, pgpool_cb cb, void *arg)
+{
     const char *why;
 
     if (p->freeing) {
@@ -1155,6 +1170,7 @@ void pgpool_query(struct pgpool *p, int stmt, int nparams, const char *const *pa
             cb(arg, PGPOOL_ERROR, NULL, "out of memory");
         } else {
             op->stmt = stmt;
+            op->key = key;
             op->timeout = p->stmts[stmt].timeout;
             if (p->qtail)
                 p->qtail->next = op;

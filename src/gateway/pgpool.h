@@ -99,6 +99,14 @@ void pgpool_free(struct pgpool *p);
 void pgpool_query(struct pgpool *p, int stmt, int nparams, const char *const *params, pgpool_cb cb,
                   void *arg);
 
+/*
+ * pgpool_query with a key (non-zero): statements with the same key go to the
+ * same connection while it is up and has room, so they are applied in the
+ * order they were queued (a job's progress before its final).
+ */
+void pgpool_query_keyed(struct pgpool *p, unsigned key, int stmt, int nparams,
+                        const char *const *params, pgpool_cb cb, void *arg);
+
 /* True when statements can run now; else *reason (borrowed, valid until the
  * loop runs again) says why, as "database unavailable: ...". */
 bool pgpool_ready(struct pgpool *p, const char **reason);

@@ -113,7 +113,11 @@ static const char SQL_APPLY[] =
     "  result = CASE WHEN $2::text = 'succeeded' THEN $8::jsonb ELSE j.result END,"
     "  error = CASE WHEN $2::text = 'failed' THEN $9::text ELSE j.error END"
     " FROM cur WHERE j.id = cur.id AND cur.status NOT IN ('Succeeded', 'Failed')"
-    " RETURNING j.*"
+    /* Progress is best effort: its commit need not wait for the disk (a crash
+     * may lose the last fraction of a second of it, never a final status).
+     * That also keeps NOTIFY, which serialises commits, from waiting on it. */
+    " RETURNING j.*, CASE WHEN $2::text = 'progress'"
+    "  THEN set_config('synchronous_commit', 'off', true) END AS commit_mode"
     "), ins AS ("
     " INSERT INTO job_updates (job_id, status, message, result, error, \"timestamp\","
     "  progress_percent, step, step_status)"
@@ -550,6 +554,16 @@ static char *json_param(const json_t *v, bool *ok)
     return s;
 }
 
+/* One job's changes share a connection, so a sidecar's last progress report
+ * is applied before the end actor's final that came just after it. */
+static unsigned job_key(const char *id)
+{
+    unsigned h = 2166136261u;
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 16777619u;
+    return h | 1u; /* never 0: 0 means "any connection" */
+}
+
 static void pg_create(struct jobstore *st, const struct job *j, store_job_cb cb, void *arg)
 {
     struct pg_store *s = pg_of(st);
@@ -641,7 +655,7 @@ static void pg_apply(struct jobstore *st, const char *id, const struct job_chang
                             c->kind == CHANGE_PROGRESS ? step_status_name(c->step_status) : NULL,
                             result,
                             c->error ? c->error : "unknown error"};
-    pgpool_query(s->pool, OP_APPLY, 9, params, on_job_row, r);
+    pgpool_query_keyed(s->pool, job_key(id), OP_APPLY, 9, params, on_job_row, r);
     free(result);
 }
 
