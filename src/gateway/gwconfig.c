@@ -1,6 +1,7 @@
 #include "gwconfig.h"
 
 #include "envcfg.h"
+#include "jobstore.h"
 #include "urlmask.h"
 
 #include <errno.h>
@@ -65,7 +66,7 @@ int gwconfig_load(struct gw_config *cfg, const char *exe_path, char *err, size_t
     if (*cfg->database_url && strncmp(cfg->database_url, "postgres://", 11) != 0 &&
         strncmp(cfg->database_url, "postgresql://", 13) != 0 && !strchr(cfg->database_url, '=')) {
         char masked[512];
-        urlmask_password(cfg->database_url, masked, sizeof masked);
+        jobstore_mask_url(cfg->database_url, masked, sizeof masked);
         snprintf(err, errlen,
                  "ASYA_DATABASE_URL=%s: expected postgres://user:pass@host:port/db or "
                  "key=value pairs",

@@ -5,6 +5,7 @@
  */
 #include "gateway.h"
 #include "gwconfig.h"
+#include "jobstore.h"
 #include "routes.h"
 
 #include "envcfg.h"
@@ -143,7 +144,7 @@ int main(int argc, char **argv)
     }
     char amqp[512], db[512];
     urlmask_password(cfg.amqp_url, amqp, sizeof amqp);
-    urlmask_password(cfg.database_url, db, sizeof db);
+    jobstore_mask_url(cfg.database_url, db, sizeof db); /* libpq's key=value form too */
     log_info("listening on %s:%d; %zu tool(s) from %s; store %s; broker %s exchange %s",
              *cfg.addr ? cfg.addr : "*", cfg.port, ntools,
              *cfg.config_path ? cfg.config_path : "(built-in example)",

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "jobpath.h"
+#include "jobstore.h"
 #include "jsonrpc.h"
 #include "sse.h"
 
@@ -205,6 +206,25 @@ static void test_jobpath(void **state)
     assert_false(job_action_is_post(JOB_ACTION_ACTIVE));
 }
 
+static void assert_masked(const char *url, const char *want)
+{
+    char buf[256];
+    jobstore_mask_url(url, buf, sizeof buf);
+    assert_string_equal(buf, want);
+}
+
+static void test_mask_database_url(void **state)
+{
+    (void)state;
+    assert_masked("postgres://asya:secret@127.0.0.1:5432/asya?sslmode=disable",
+                  "postgres://asya:***@127.0.0.1:5432/asya?sslmode=disable");
+    assert_masked("postgresql://asya@db/asya", "postgresql://asya@db/asya");
+    assert_masked("host=db user=asya password=secret dbname=asya",
+                  "host=db user=asya password=*** dbname=asya");
+    assert_masked("host=db password='se cret' dbname=asya", "host=db password=*** dbname=asya");
+    assert_masked("", "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -217,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_rpc_build),
         cmocka_unit_test(test_rpc_version),
         cmocka_unit_test(test_jobpath),
+        cmocka_unit_test(test_mask_database_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
