@@ -376,4 +376,15 @@ PYTEST_PID=$!
 wait "$PYTEST_PID"
 RC=$?
 PYTEST_PID=
+if [ "$RC" -ne 0 ]; then
+    # The state the failure left, before teardown changes it: queue depths and
+    # every process's metrics.
+    mkdir -p "$RUN_DIR/state"
+    curl -fsS -m 5 -u guest:guest "$MGMT_URL/api/queues" \
+        >"$RUN_DIR/state/queues.json" 2>&1
+    curl -fsS -m 5 "$GW_URL/metrics" >"$RUN_DIR/state/gateway.metrics" 2>&1
+    for qu in "${METRICS_URLS[@]}"; do
+        curl -fsS -m 5 "${qu#*=}/metrics" >"$RUN_DIR/state/${qu%%=*}.metrics" 2>&1
+    done
+fi
 exit "$RC"

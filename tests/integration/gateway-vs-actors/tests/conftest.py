@@ -65,10 +65,3 @@ def _system_intact(request):
     if problems:
         pytest.fail("; ".join(problems))
 
-
-def pytest_terminal_summary(terminalreporter):
-    """How often known issue 2 (README.md) showed: last checkpoints lost to the final."""
-    if gva.LOST_LAST:
-        terminalreporter.write_line(
-            f"known issue 2: {len(gva.LOST_LAST)} job(s) lost their last progress checkpoint "
-            f"to the final status: {' '.join(gva.LOST_LAST)}")
