@@ -48,8 +48,6 @@ const char *api_store_reason(enum store_rc rc, const char *errmsg);
 typedef void (*toolcall_done)(void *arg, json_t *result);
 void toolcall_start(struct gateway *g, const struct tool *t, const json_t *args, toolcall_done done,
                     void *arg);
-/* A CallToolResult with one text item (new reference). */
-json_t *toolcall_result(const char *text, bool is_error);
 
 /* mcp.c: POST/DELETE/GET /mcp. */
 struct mcp_sessions *mcp_sessions_new(long max_sessions);

@@ -259,13 +259,17 @@ static void keepalive_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct sse_hub *hub = (struct sse_hub *)((char *)w - offsetof(struct sse_hub, keepalive));
-    static const char ka[] = ": keepalive\n\n";
+    struct textbuf ka = TEXTBUF_INIT;
+    sse_comment(&ka, "keepalive"); /* framed once, written to every stream */
+    if (textbuf_failed(&ka))
+        return;
     for (unsigned b = 0; b < HUB_BUCKETS; b++) {
         struct sub *s, *next;
         TAILQ_FOREACH_SAFE(s, &hub->buckets[b], link, next) {
-            gwreq_stream_write(s->req, ka, sizeof ka - 1);
+            gwreq_stream_write(s->req, ka.data, ka.len);
         }
     }
+    textbuf_free(&ka);
 }
 
 struct sse_hub *sse_hub_new(struct gateway *g)

@@ -25,7 +25,8 @@ struct toolcall {
     char *publish_error;
 };
 
-json_t *toolcall_result(const char *text, bool is_error)
+/* A CallToolResult with one text item (new reference). */
+static json_t *toolcall_result(const char *text, bool is_error)
 {
     json_t *res = json_pack("{s:[{s:s, s:s}]}", "content", "type", "text", "text", text);
     if (res && is_error)
