@@ -5,7 +5,8 @@
  *                                                     bound by name, and purge them
  *   asya-bench preload  URL QUEUE N ACTORS            publish N ~200-byte envelopes (route
  *                                                     ACTORS, comma-separated, current 0),
- *                                                     persistent, confirms pipelined
+ *                                                     persistent, confirms pipelined; each
+ *                                                     with a job_id when BENCH_JOB_IDS is set
  *   asya-bench drain    URL IN SINK N TIMEOUT_S       poll both queues (passive declare);
  *                                                     time from the first message leaving IN
  *                                                     until SINK holds N; prints seconds
@@ -141,11 +142,16 @@ static size_t make_envelope(char *buf, size_t cap, long i, const char *actors_cs
     }
     actors[a++] = '"';
     actors[a] = '\0';
+    /* BENCH_JOB_IDS=1: each envelope is its own gateway job (top-level job_id),
+     * so a sidecar with ASYA_GATEWAY_URL reports its progress (bench rows h). */
+    char job[48] = "";
+    if (getenv("BENCH_JOB_IDS"))
+        snprintf(job, sizeof job, "\"job_id\":\"bench-job-%ld\",", i);
     int n = snprintf(buf, cap,
-                     "{\"id\":\"b-%ld\",\"route\":{\"actors\":[%s],\"current\":0},"
+                     "{\"id\":\"b-%ld\",%s\"route\":{\"actors\":[%s],\"current\":0},"
                      "\"headers\":{\"trace_id\":\"bench-%08ld\"},"
                      "\"payload\":{\"seq\":%ld,\"data\":\"",
-                     i, actors, i, i);
+                     i, job, actors, i, i);
     size_t len = (size_t)n;
     while (len < 192 && len < cap - 8)
         buf[len++] = 'x';

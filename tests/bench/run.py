@@ -15,7 +15,7 @@ where one in-flight slot makes order a promise).
 Environment:
   BENCH_MESSAGES    messages per run (default 20000)
   BENCH_REPEATS     runs per row, the median is shown (default 3)
-  BENCH_ROWS        rows to run, e.g. "a,b,c,d,e,g" (default: all)
+  BENCH_ROWS        rows to run, e.g. "a,b,c,d,e,g,h" (default: all)
   BENCH_AMQP_PORT / BENCH_MGMT_PORT   private broker ports (default 5699 / 15699)
   BENCH_TUNED       tuned actor settings, e.g. "ASYA_CONCURRENCY=8 ASYA_RUNTIME_WORKERS=2"
   BENCH_PIPELINE    settings of the three pipeline actors (default ASYA_CONCURRENCY=4)
@@ -23,13 +23,16 @@ Environment:
   BENCH_PYTHON      interpreter for it (default /usr/bin/python3)
   ASYA_BUILD_DIR    build directory (default build); process logs end up in <build>/bench/logs
 """
+import asyncio
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -42,7 +45,8 @@ BROKER_SH = os.path.join(ROOT, "tests", "lib", "broker.sh")
 
 N = int(os.environ.get("BENCH_MESSAGES", "20000"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
-ROWS = set(os.environ.get("BENCH_ROWS", "a,b,c,d,e,g").split(","))
+ROWS = set(os.environ.get("BENCH_ROWS", "a,b,c,d,e,g,h").split(","))
+GW_DELAY = float(os.environ.get("BENCH_GW_SLOW_DELAY", "1.0"))
 AMQP_PORT = int(os.environ.get("BENCH_AMQP_PORT", "5699"))
 MGMT_PORT = int(os.environ.get("BENCH_MGMT_PORT", "15699"))
 URL = "amqp://guest:guest@127.0.0.1:%d/" % AMQP_PORT
@@ -340,6 +344,78 @@ def row_pipeline(settings):
             a.close()
 
 
+# ---- gateways for rows (h) ---------------------------------------------------------
+
+def hanging_gateway():
+    """A port that takes connections into its backlog and never answers: every
+    report waits for the sidecar's 5 s timeout.  Costs no CPU."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(4096)
+    return s, "http://127.0.0.1:%d" % s.getsockname()[1]
+
+
+def slow_gateway(delay):
+    """An asyncio server in a thread of the bench answering every request with 200
+    after `delay` s; keep-alive, as a real gateway.  A few hundred requests/s at
+    most get through the sidecar's 64 in flight, so its CPU stays small."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    box = {}
+
+    async def serve(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                if length:
+                    await reader.readexactly(length)
+                await asyncio.sleep(delay)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 2\r\n\r\n{}")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    def run():
+        asyncio.set_event_loop(loop)
+        server = loop.run_until_complete(asyncio.start_server(serve, "127.0.0.1", 0,
+                                                              backlog=1024))
+        box["port"] = server.sockets[0].getsockname()[1]
+        ready.set()
+        loop.run_forever()
+
+    threading.Thread(target=run, daemon=True).start()
+    ready.wait(10)
+    return loop, "http://127.0.0.1:%d" % box["port"]
+
+
+def rows_gateway(rows):
+    """(h) the echo actor, defaults, every message its own job: without a gateway,
+    with one answering after GW_DELAY s, with one that never answers.  The message
+    path must not notice (issue 15): reports beyond 64 in flight + 1024 queued
+    per sidecar are dropped and counted."""
+    os.environ["BENCH_JOB_IDS"] = "1"  # read by asya-bench preload
+    hang, hang_url = hanging_gateway()
+    loop, slow_url = slow_gateway(GW_DELAY)
+    try:
+        for key, extra in (("h0", {}), ("h1", {"ASYA_GATEWAY_URL": slow_url}),
+                           ("h2", {"ASYA_GATEWAY_URL": hang_url})):
+            log("row (%s) echo actor, job ids, %s" % (key, extra or "no gateway"))
+            LABEL[0] = "(%s)" % key
+            med, rates, _ = row_actor("bench-echo", extra, ordered=False)
+            rows[key] = (med, rates)
+    finally:
+        del os.environ["BENCH_JOB_IDS"]
+        hang.close()
+        loop.call_soon_threadsafe(loop.stop)
+
+
 def latency(in_queue, out_queue, actors):
     bench("declare", URL, in_queue, out_queue)
     p50, p99, mean = bench("latency", URL, in_queue, out_queue, LAT_COUNT, actors).stdout.split()
@@ -373,6 +449,9 @@ def report(rows, lat, rss, elapsed):
         ("c", "(c) echo actor, tuned"),
         ("d", "(d) pipeline echo->echo->echo, end to end"),
         ("g", "(g) echo actor, reference Python runtime"),
+        ("h0", "(h) echo actor, every message a job, no gateway"),
+        ("h1", "(h) same, gateway answering after %.1f s" % GW_DELAY),
+        ("h2", "(h) same, gateway that never answers"),
     ]
     for key, label in labels:
         if key not in rows:
@@ -399,7 +478,7 @@ def report(rows, lat, rss, elapsed):
         for label, (s, r, wk) in rss:
             print("    %-36s %7s  %7s  %6s" % (label, s, r, wk))
     print("-" * w)
-    print("targets (issue 7)")
+    print("targets (issue 7; (h) issue 15)")
 
     def target(name, ok, detail):
         if ok is None:
@@ -422,6 +501,11 @@ def report(rows, lat, rss, elapsed):
         hop, act = lat
         target("(e) actor p50 <= 2 x one-hop p50", act[0] <= 2 * hop[0],
                "%d us vs %d us" % (act[0], 2 * hop[0]))
+    h0, h1, h2 = (rows.get(k, (None,))[0] for k in ("h0", "h1", "h2"))
+    if h0 and h1 and h2:
+        worst = min(h1, h2)
+        target("(h) slow/hung gateway >= 0.9 x (h0)", worst >= 0.9 * h0,
+               "%.0f vs %.0f" % (worst, 0.9 * h0))
     for label, ok in ORDER:
         target("%s in order (one in-flight slot)" % label, ok, "see the id checks below")
     if rss:
@@ -494,6 +578,8 @@ def main():
         LABEL[0] = "(g)"
         med, rates, _ = row_actor("bench-echo", {}, py_runtime=PY_RUNTIME, ordered=True)
         rows["g"] = (med, rates)
+    if "h" in ROWS:
+        rows_gateway(rows)
     report(rows, lat, rss, time.time() - t_start)
 
 

@@ -338,9 +338,9 @@ def test_gateway_progress_fanout_completed_once(ctx, gateway):
 def test_gateway_that_never_answers_does_not_slow_messages(ctx, gateway):
     """The same 2000 messages (each its own job; ASYA_TEST_GW_RATE_N more) through the
     same actor, without a gateway, with one that answers and with one that accepts
-    connections but never answers: the flow keeps its rate (a sidecar waiting on
-    reports would need hours at 5 s each), reports beyond the bounds are dropped and
-    counted."""
+    connections but never answers: the messages flow without waiting for reports
+    (a sidecar waiting on them would need minutes at 5 s each), reports beyond the
+    bounds are dropped and counted.  The three rates are printed."""
     n = int(os.environ.get("ASYA_TEST_GW_RATE_N", "2000"))
     ctx.real_runtime("echo_handler")
 
@@ -383,9 +383,12 @@ def test_gateway_that_never_answers_does_not_slow_messages(ctx, gateway):
     hung, m = run({"ASYA_GATEWAY_URL": gateway.url}, "hanging-gateway")
     print(f"\n{n} messages, msg/s: without a gateway {base:.0f}, with a gateway answering 200 "
           f"{answering:.0f}, with a gateway that never answers {hung:.0f}")
-    # The answering run is for the figures only: the Python gateway competes for
-    # the CPU with the broker, runtime and sidecar, which a small machine shows.
-    assert hung >= 0.5 * base, (base, hung)
+    # Rates are figures, not assertions (a coverage or ASan build on 2 busy cores
+    # moves them by 3x; `make bench` rows (h) compare them).  What must hold: a
+    # sidecar that waited for its reports would need 5 s per 64 of the 3 * n
+    # reports (~8 min for 2000), so every message arriving within the drain
+    # deadline above, at least at 50 msg/s, says the message path never waited.
+    assert hung >= 50, (base, hung)
     key = (f"{NS}_progress_reports_dropped_total", (("queue", ctx.queue),))
     assert m.get(key, 0) > 0, "reports beyond 64 in flight + 1024 queued are dropped"
     assert m.get((f"{NS}_progress_reports_sent_total", (("queue", ctx.queue),)), 0) == 0
