@@ -5,7 +5,7 @@
 # compose files stay exactly what a user runs against Docker Hub.
 #
 #   scripts/ci-container-images.sh            build what is missing
-#   ASYA_IMAGES_FORCE=1 scripts/ci-container-images.sh   rebuild both
+#   ASYA_IMAGES_FORCE=1 scripts/ci-container-images.sh   rebuild all three
 #
 # Builds, talking to the engine named by DOCKER_HOST (or the default socket):
 #
@@ -28,6 +28,26 @@
 #                               `rabbitmq-diagnostics -q check_port_connectivity`)
 #                             - RABBITMQ_DEFAULT_USER / RABBITMQ_DEFAULT_PASS are
 #                               honoured by the server itself
+#   postgres:15             FROM that base: Debian's postgresql-15 (no cluster made
+#                           at install), following the official image's conventions
+#                           the compose files rely on:
+#                             - POSTGRES_PASSWORD (required), POSTGRES_USER (default
+#                               postgres) and POSTGRES_DB (default: the user) are
+#                               honoured when the data folder is empty: initdb, the
+#                               user as superuser with that password, the database
+#                               created; a data folder with a cluster is used as is
+#                             - data in /var/lib/postgresql/data (PGDATA, a volume)
+#                             - listens on 5432 on every interface; other hosts log
+#                               in with a password (scram-sha-256), the local socket
+#                               (/var/run/postgresql) is trusted
+#                             - pg_isready, psql and the server programs on PATH
+#                               (healthchecks use `pg_isready -U <user> -d <db>`)
+#                             - runs as user postgres, logs to stderr; STOPSIGNAL
+#                               SIGINT as in the official image, so `docker stop`
+#                               is PostgreSQL's fast shutdown (its SIGTERM is the
+#                               smart shutdown, which waits for every client)
+#                           (not here: /docker-entrypoint-initdb.d,
+#                           POSTGRES_INITDB_ARGS, POSTGRES_HOST_AUTH_METHOD)
 #
 # Needs: root (debootstrap), debootstrap, a running Docker engine.
 # Environment: DEBIAN_MIRROR (default: debootstrap's), ASYA_IMAGES_FORCE.
@@ -37,6 +57,7 @@ say() { echo "ci-container-images: $*" >&2; }
 
 BASE_TAG=debian:bookworm-slim
 RABBIT_TAG=rabbitmq:3-management
+PG_TAG=postgres:15
 FORCE=${ASYA_IMAGES_FORCE:-}
 
 docker info >/dev/null 2>&1 || { say "no Docker engine answers (DOCKER_HOST=${DOCKER_HOST:-default})"; exit 2; }
@@ -139,4 +160,79 @@ EOF
         exit 1
     fi
     say "$RABBIT_TAG built in $((SECONDS - t0)) s"
+fi
+
+# ---- postgres:15 --------------------------------------------------------------
+if [ -z "$FORCE" ] && have_image "$PG_TAG"; then
+    say "$PG_TAG present"
+else
+    t0=$SECONDS
+    mkdir -p "$WORK/postgres"
+    cat >"$WORK/postgres/docker-entrypoint.sh" <<'EOF'
+#!/bin/bash
+# The official image's start-up, the part the compose files use: on an empty
+# PGDATA, initdb with POSTGRES_USER / POSTGRES_PASSWORD and POSTGRES_DB created
+# (in single-user mode: nothing listens before the real server starts); then the
+# server, listening on every interface.
+set -euo pipefail
+if [ "${1:-postgres}" != postgres ]; then exec "$@"; fi
+shift || true
+: "${PGDATA:=/var/lib/postgresql/data}"
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    if [ -z "${POSTGRES_PASSWORD:-}" ]; then
+        echo "docker-entrypoint.sh: the data folder is empty and POSTGRES_PASSWORD is not set" >&2
+        exit 1
+    fi
+    user=${POSTGRES_USER:-postgres}
+    db=${POSTGRES_DB:-$user}
+    mkdir -p "$PGDATA"
+    chmod 0700 "$PGDATA"
+    pwfile=$(mktemp)
+    printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
+    initdb -D "$PGDATA" --username="$user" --pwfile="$pwfile" --encoding=UTF8 \
+        --locale=C.UTF-8 --auth-local=trust --auth-host=scram-sha-256 >&2
+    rm -f "$pwfile"
+    printf "\nlisten_addresses = '*'\n" >>"$PGDATA/postgresql.conf"
+    printf '\nhost all all all scram-sha-256\n' >>"$PGDATA/pg_hba.conf"
+    if [ "$db" != postgres ]; then
+        echo "CREATE DATABASE \"${db//\"/\"\"}\" OWNER \"${user//\"/\"\"}\";" |
+            postgres --single -j -D "$PGDATA" postgres >/dev/null
+    fi
+    echo "docker-entrypoint.sh: initialized $PGDATA (user $user, database $db)" >&2
+fi
+exec postgres -D "$PGDATA" "$@"
+EOF
+    cat >"$WORK/postgres/Dockerfile" <<'EOF'
+FROM debian:bookworm-slim
+# No cluster at install (the entrypoint makes one in PGDATA); policy-rc.d: the
+# package must not try to start a service during the build.
+RUN set -eux; \
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; \
+    apt-get update; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-common; \
+    sed -ri 's/#? *create_main_cluster *=.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15; \
+    rm -rf /var/lib/apt/lists/* /usr/sbin/policy-rc.d; \
+    mkdir -p /var/lib/postgresql/data /var/run/postgresql; \
+    chown -R postgres:postgres /var/lib/postgresql /var/run/postgresql; \
+    chmod 0700 /var/lib/postgresql/data; chmod 2775 /var/run/postgresql
+COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+RUN chmod 0755 /usr/local/bin/docker-entrypoint.sh
+ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PGDATA=/var/lib/postgresql/data \
+    LANG=C.UTF-8
+VOLUME /var/lib/postgresql/data
+USER postgres
+STOPSIGNAL SIGINT
+EXPOSE 5432
+ENTRYPOINT ["docker-entrypoint.sh"]
+CMD ["postgres"]
+EOF
+    say "building $PG_TAG (log: $WORK/postgres-build.log)"
+    if ! DOCKER_BUILDKIT=0 docker build -t "$PG_TAG" "$WORK/postgres" >"$WORK/postgres-build.log" 2>&1; then
+        tail -n 40 "$WORK/postgres-build.log" >&2
+        say "building $PG_TAG failed"
+        exit 1
+    fi
+    say "$PG_TAG built in $((SECONDS - t0)) s"
 fi
