@@ -126,6 +126,20 @@ struct asya_call {
     void (*set_error)(struct asya_call *call, const char *type, const char *message);
 
     void *host; /* private to the host */
+
+    /*
+     * Appended later (still ABI 1): check call->size, or use asya_progress()
+     * below, which does.  Report how far this call has come: fraction in
+     * [0, 1], message free text (NULL means none; the host copies at most
+     * 1 KiB of it).  The sidecar shows it to the gateway as progress between
+     * "processing" and "completed" of this step.  Best effort: returns 0 when
+     * relayed, 1 when nobody listens (no gateway, a sidecar that did not ask
+     * for it, asya-invoke) or when it came within 100 ms of the last one
+     * relayed (dropped: a handler may call it in a tight loop), -1 for a
+     * fraction outside [0, 1] or NaN.  Never blocks for long; never fails
+     * the call.
+     */
+    int (*progress)(struct asya_call *call, double fraction, const char *message);
 };
 
 /* The signature of every handler named by ASYA_HANDLER=<lib.so>:<function>.
@@ -186,6 +200,28 @@ __attribute__((format(printf, 2, 3))) static inline int asya_cuda_oom(struct asy
     int st = asya_vfail_status(call, ASYA_CUDA_OOM, "OutOfMemoryError", fmt, ap);
     va_end(ap);
     return st;
+}
+
+/*
+ * Report progress (see asya_call.progress) with a printf-style message (fmt
+ * NULL: none).  Returns as call->progress, and 1 under a host older than the
+ * progress field, so a handler built against this header runs everywhere.
+ */
+__attribute__((format(printf, 3, 4))) static inline int
+asya_progress(struct asya_call *call, double fraction, const char *fmt, ...)
+{
+    if (call->size < offsetof(struct asya_call, progress) + sizeof call->progress ||
+        !call->progress)
+        return 1;
+    char msg[1024];
+    msg[0] = '\0';
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+    }
+    return call->progress(call, fraction, fmt ? msg : NULL);
 }
 
 #ifdef __cplusplus

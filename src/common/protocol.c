@@ -195,6 +195,69 @@ int protocol_is_control(const char *data, size_t len)
     return is;
 }
 
+/* ---- handler progress ------------------------------------------------------- */
+
+/* The length of at most max bytes of s that ends on a UTF-8 character boundary. */
+static size_t utf8_cut(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+    if (n <= max)
+        return n;
+    n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}
+
+char *protocol_progress_text(double fraction, const char *message, size_t *len)
+{
+    json_t *o = json_pack("{s:f}", PROTO_PROGRESS_KEY, fraction);
+    if (o && message) {
+        json_t *m = json_stringn(message, utf8_cut(message, PROTO_PROGRESS_MESSAGE_MAX));
+        if (!m) /* not UTF-8: say so rather than drop the report */
+            m = json_string("(progress message is not valid UTF-8)");
+        if (!m || json_object_set_new(o, "message", m)) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    if (s)
+        *len = strlen(s);
+    return s;
+}
+
+int protocol_is_progress(const char *data, size_t len)
+{
+    static const char head[] = "{\"" PROTO_PROGRESS_KEY "\":";
+    return len >= sizeof head - 1 && memcmp(data, head, sizeof head - 1) == 0;
+}
+
+int protocol_parse_progress(const char *data, size_t len, double *fraction, char *message,
+                            size_t msglen)
+{
+    json_t *root = json_loadb(data, len, 0, NULL);
+    json_t *f = json_object_get(root, PROTO_PROGRESS_KEY);
+    json_t *m = json_object_get(root, "message");
+    int rc = -EINVAL;
+    if (json_is_number(f) && (!m || json_is_string(m))) {
+        double v = json_number_value(f);
+        if (v >= 0.0 && v <= 1.0) {
+            *fraction = v;
+            const char *text = m ? json_string_value(m) : "";
+            size_t n = utf8_cut(text, msglen ? msglen - 1 : 0);
+            if (msglen) {
+                memcpy(message, text, n);
+                message[n] = '\0';
+            }
+            rc = 0;
+        }
+    }
+    json_decref(root);
+    return rc;
+}
+
 void protocol_response_free(struct runtime_response *out)
 {
     if (!out)

@@ -44,6 +44,35 @@ char *protocol_error_text(const char *code, const char *message, const char *typ
 /* True when the frame is a control request (cheap: looks only at small frames). */
 int protocol_is_control(const char *data, size_t len);
 
+/*
+ * Handler progress (asya_call.progress), an extension the reference runtime
+ * and sidecar never see.  A sidecar that wants it puts "asya_progress": true
+ * at the top level of the request envelope; asya-runtime then may send,
+ * before the answer, any number of frames holding
+ *   {"asya_progress": <fraction 0..1>, "message": "<text>"}   (message optional)
+ * A sidecar that did not ask never gets one, and a runtime that does not know
+ * the key ignores it (an envelope may carry extra fields), so either side can
+ * be the reference's.
+ */
+#define PROTO_PROGRESS_KEY         "asya_progress"
+#define PROTO_PROGRESS_MESSAGE_MAX 1024 /* bytes of message kept */
+
+/* A progress frame's text (malloc'd, *len its length; NULL on OOM).  message
+ * may be NULL; it is cut to PROTO_PROGRESS_MESSAGE_MAX bytes (at a UTF-8
+ * boundary). */
+char *protocol_progress_text(double fraction, const char *message, size_t *len);
+
+/* True when an answer frame is a progress frame (looks at its first bytes). */
+int protocol_is_progress(const char *data, size_t len);
+
+/*
+ * Parse a progress frame: 0 with *fraction in [0, 1] and message (msglen
+ * bytes, NUL-terminated, "" when absent) set, or -EINVAL: not JSON, no number
+ * under "asya_progress", one outside [0, 1], or a message that is not a string.
+ */
+int protocol_parse_progress(const char *data, size_t len, double *fraction, char *message,
+                            size_t msglen) __attribute__((warn_unused_result));
+
 enum response_kind {
     RESPONSE_RESULTS = 0, /* one or more results */
     RESPONSE_EMPTY = 1,   /* [] or null: no result */

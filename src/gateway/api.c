@@ -199,18 +199,27 @@ static void post_progress(struct gateway *g, struct gwreq *req, const char *id)
     if (!body)
         return;
     const char *status = opt_string(body, "status");
+    const json_t *fraction = json_object_get(body, "progress"); /* a handler's own */
     enum step_status st;
     int step_index, total;
     if (!status || step_status_parse(status, &st) != 0) {
         gwreq_reply_text(req, 400, "status must be one of received, processing, completed\n");
     } else if (!opt_int(body, "step_index", &step_index) || !opt_int(body, "total_steps", &total)) {
         gwreq_reply_text(req, 400, "step_index and total_steps must be integers\n");
+    } else if (fraction &&
+               (!json_is_number(fraction) || json_number_value(fraction) < 0.0 ||
+                json_number_value(fraction) > 1.0 || st != STEP_PROCESSING)) {
+        gwreq_reply_text(req, 400,
+                         "progress must be a number from 0 to 1, with status processing\n");
     } else {
         struct report *rp = new_report(g, req, CHANGE_PROGRESS);
         if (rp) {
             struct job_change c = {.kind = CHANGE_PROGRESS,
                                    .message = opt_string(body, "message"),
-                                   .percent = progress_percent(step_index, total, st),
+                                   .percent = fraction ? progress_percent_within(
+                                                             step_index, total,
+                                                             json_number_value(fraction))
+                                                       : progress_percent(step_index, total, st),
                                    .step = opt_string(body, "step"),
                                    .step_index = step_index,
                                    .step_status = st};

@@ -205,6 +205,18 @@ double progress_percent(int step_index, int total_steps, enum step_status st)
     return clamp_percent(((double)step_index * 100.0 + w) / (double)total_steps);
 }
 
+double progress_percent_within(int step_index, int total_steps, double fraction)
+{
+    if (total_steps <= 0)
+        return 0.0;
+    if (isnan(fraction) || fraction < 0.0)
+        fraction = 0.0;
+    if (fraction > 1.0)
+        fraction = 1.0;
+    return clamp_percent(((double)step_index * 100.0 + 50.0 + 49.0 * fraction) /
+                         (double)total_steps);
+}
+
 /* A malloc'd printf; NULL when out of memory. */
 __attribute__((format(printf, 1, 2))) static char *str_printf(const char *fmt, ...)
 {

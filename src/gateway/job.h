@@ -113,6 +113,11 @@ struct job_change {
  */
 double progress_percent(int step_index, int total_steps, enum step_status st);
 
+/* A handler's own progress within a step that is processing (a report with
+ * "progress": fraction, 0..1): w = 50 + 49 * fraction in the formula above,
+ * between "processing" (50) and "completed" (100) of the step. */
+double progress_percent_within(int step_index, int total_steps, double fraction);
+
 /*
  * Apply a change to a job at time now_ms, filling *update (owned by the
  * caller: job_update_clear) with the history entry it makes (id 0: the store

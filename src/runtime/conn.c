@@ -71,6 +71,7 @@ void conn_close(struct conn *c)
     frame_reader_reset(&c->rd);
     free(c->req);
     free(c->ans);
+    free(c->prog);
     free(c);
 }
 
@@ -164,10 +165,30 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         conn_peek(c);
 }
 
+/* Writes the progress frame in progress, if any: FRAME_IO_DONE when there is
+ * none (left), FRAME_IO_AGAIN, or a negative errno. */
+static int conn_write_progress(struct conn *c)
+{
+    if (!c->prog)
+        return FRAME_IO_DONE;
+    int rc = frame_writer_write(&c->pwr, c->fd);
+    if (rc != FRAME_IO_AGAIN) {
+        free(c->prog);
+        c->prog = NULL;
+    }
+    return rc;
+}
+
 static void conn_write(struct conn *c)
 {
     struct conn_server *s = c->srv;
-    int rc = frame_writer_write(&c->wr, c->fd);
+    int rc = conn_write_progress(c);
+    if (rc == FRAME_IO_DONE && c->state != CONN_WRITING) {
+        ev_io_stop(s->loop, &c->wio); /* progress sent; the answer is not there yet */
+        return;
+    }
+    if (rc == FRAME_IO_DONE)
+        rc = frame_writer_write(&c->wr, c->fd);
     if (rc == FRAME_IO_AGAIN) {
         ev_io_start(s->loop, &c->wio);
         return;
@@ -213,6 +234,16 @@ void conn_send_answer(struct conn *c, char *body, size_t len)
         conn_close(c);
         return;
     }
+    conn_write(c);
+}
+
+void conn_send_progress(struct conn *c, char *body, size_t len)
+{
+    if (c->state != CONN_WAITING || c->prog || frame_writer_init(&c->pwr, body, len) != 0) {
+        free(body);
+        return;
+    }
+    c->prog = body;
     conn_write(c);
 }
 

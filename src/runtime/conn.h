@@ -56,6 +56,8 @@ struct conn {
     struct frame_reader rd;
     struct frame_writer wr;
     char *ans; /* owned: the answer being written */
+    struct frame_writer pwr;
+    char *prog; /* owned: the progress frame being written, ahead of any answer */
     TAILQ_ENTRY(conn) all;
 };
 
@@ -132,6 +134,14 @@ size_t conn_in_flight(const struct conn_server *s);
  * written).  A NULL body (no answer could be built) closes c instead.
  */
 void conn_send_answer(struct conn *c, char *body, size_t len);
+
+/*
+ * While c's request is out: send body (len bytes, a progress frame; takes
+ * ownership) ahead of the answer.  Best effort and bounded: while an earlier
+ * one is still being written this one is dropped, and an answer that comes
+ * meanwhile goes out right after it.
+ */
+void conn_send_progress(struct conn *c, char *body, size_t len);
 
 /* Answer c's request with an error frame and close c once it is written. */
 void conn_send_error(struct conn *c, const char *code, const char *message, const char *type);

@@ -13,6 +13,7 @@
 #include "chan.h"
 #include "log.h"
 #include "procstatus.h"
+#include "protocol.h"
 #include "reap.h"
 #include "spawn.h"
 
@@ -131,6 +132,13 @@ static bool worker_frame(void *data, char *body, size_t len)
         worker_control(w, body, len);
         free(body);
         return !w->fatal_reported; /* ready (and maybe busy already), or done */
+    }
+    if (w->state == W_BUSY && protocol_is_progress(body, len)) {
+        if (w->owner)
+            w->pool->ev->progress(w->pool->ctx, w->owner, body, len);
+        else
+            free(body); /* its client went away */
+        return true;
     }
     if (w->state == W_BUSY) {
         worker_answer(w, body, len);

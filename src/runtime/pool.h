@@ -39,6 +39,9 @@ struct pool_events {
      * (len bytes); body is NULL when not even an error answer could be built.
      */
     void (*answer)(void *ctx, void *owner, char *body, size_t len);
+    /* A progress frame (protocol.h) the worker sent before its answer to the
+     * request of owner; takes ownership of body (len bytes). */
+    void (*progress)(void *ctx, void *owner, char *body, size_t len);
     /*
      * The worker the request of owner was lent to ended before it read all
      * of it, so no handler code ran for it: the owner lends it again

@@ -205,6 +205,12 @@ static void on_answer(void *ctx, void *owner, char *body, size_t len)
     conn_send_answer(c, body, len);
 }
 
+static void on_progress(void *ctx, void *owner, char *body, size_t len)
+{
+    (void)ctx;
+    conn_send_progress(owner, body, len);
+}
+
 static void on_returned(void *ctx, void *owner, char *text, size_t len)
 {
     struct supervisor *sv = ctx;
@@ -250,6 +256,7 @@ static const struct pool_events pool_events = {
     .all_ready = on_all_ready,
     .idle = on_idle,
     .answer = on_answer,
+    .progress = on_progress,
     .returned = on_returned,
     .start_failed = on_start_failed,
     .need_worker = on_need_worker,

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -94,6 +95,8 @@ struct call_host {
     char *err_type;     /* from set_error; owned */
     char *err_message;  /* from set_error; owned */
     bool rejected;      /* emit refused a result; the first reason follows */
+    bool progress_on;   /* the request asked for progress frames */
+    double progress_at; /* monotonic time of the last one sent; 0 = none yet */
     char reject_type[TYPE_MAX];
     char reject_message[1024];
 };
@@ -209,6 +212,39 @@ static void host_set_error(struct asya_call *call, const char *type, const char 
     h->err_message = message ? copy_capped(message, MESSAGE_MAX) : NULL;
 }
 
+/* ---- progress ------------------------------------------------------------- */
+
+#define PROGRESS_INTERVAL_S 0.1 /* a handler may call progress in a tight loop */
+
+static double monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int host_progress(struct asya_call *call, double fraction, const char *message)
+{
+    struct call_host *h = call->host;
+    if (!(fraction >= 0.0 && fraction <= 1.0)) /* NaN too */
+        return -1;
+    if (!h->progress_on)
+        return 1;
+    double now = monotonic_s();
+    if (h->progress_at > 0 && now - h->progress_at < PROGRESS_INTERVAL_S)
+        return 1;
+    size_t len = 0;
+    char *text = protocol_progress_text(fraction, message, &len);
+    if (!text)
+        return 1;
+    int rc = frame_send(h->ctx->progress_fd, text, len);
+    free(text);
+    if (rc) /* the supervisor is gone; the answer's write will say so */
+        return 1;
+    h->progress_at = now;
+    return 0;
+}
+
 static int error_answer(const char *code, const char *message, const char *type,
                         const char *traceback, char **answer, size_t *answer_len)
 {
@@ -310,6 +346,8 @@ int worker_handle(const struct worker_ctx *ctx, const char *req, size_t len, cha
     memset(&h, 0, sizeof h);
     h.ctx = ctx;
     h.in = &env;
+    h.progress_on =
+        ctx->progress_fd >= 0 && json_is_true(json_object_get(env.root, PROTO_PROGRESS_KEY));
 
     char *payload = NULL;
     size_t payload_len = 0;
@@ -336,6 +374,7 @@ int worker_handle(const struct worker_ctx *ctx, const char *req, size_t len, cha
         .emit = host_emit,
         .set_error = host_set_error,
         .host = &h,
+        .progress = host_progress,
     };
     if (env.id)
         log_debug_id(env.id, "calling %s (%zu bytes)", ctx->ld->label, len);
@@ -401,7 +440,8 @@ int worker_main(int fd, const struct runtime_config *cfg)
         loader_close(&ld);
         return 1;
     }
-    struct worker_ctx ctx = {.ld = &ld, .mode = cfg->mode, .max_answer = cfg->max_message};
+    struct worker_ctx ctx = {
+        .ld = &ld, .mode = cfg->mode, .max_answer = cfg->max_message, .progress_fd = fd};
     int status = 0;
     for (;;) {
         char *req = NULL;

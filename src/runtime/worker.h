@@ -8,7 +8,8 @@
  *      (JSON objects {"asya_worker": "ready"|"fatal", "message": ...}).
  *   2. Then it reads request frames (envelopes) and answers each with one
  *      response frame, until the supervisor closes the channel; it then runs
- *      asya_fini and exits 0.
+ *      asya_fini and exits 0.  Before an answer it may send progress frames
+ *      (protocol.h), only for a request that asked for them.
  */
 #ifndef ASYA_WORKER_H
 #define ASYA_WORKER_H
@@ -29,6 +30,7 @@ struct worker_ctx {
     const struct loader *ld; /* borrowed: an open handler library */
     int mode;                /* enum asya_mode */
     size_t max_answer;       /* answers (all results together) stay within this */
+    int progress_fd;         /* where asya_call.progress frames go (the channel), or -1 */
 };
 
 /*

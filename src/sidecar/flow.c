@@ -48,7 +48,10 @@ void flow_requeue_waiting(struct sidecar *sc, enum requeue_reason why)
 static bool message_run(struct sidecar *sc, struct message *m)
 {
     m->state = MSG_RUNTIME;
-    int err = rtclient_start(sc->rt, m, m->body, m->len);
+    const char *body;
+    size_t len;
+    bool progress = reports_runtime_body(sc, m, &body, &len);
+    int err = rtclient_start(sc->rt, m, body, len, progress);
     if (err == 0) {
         /* Unless an event for m came at once (the write failed). */
         if (m->state == MSG_RUNTIME)
@@ -86,6 +89,19 @@ void flow_backlog_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     sc->backlog_full = false;
     flow_run_waiting(sc);
+}
+
+/* The handler's own progress, ahead of its answer (asked for by reports_runtime_body). */
+static void on_progress(void *ctx, void *msg, const char *frame, size_t len)
+{
+    struct message *m = msg;
+    double fraction;
+    char text[PROTO_PROGRESS_MESSAGE_MAX + 1];
+    if (protocol_parse_progress(frame, len, &fraction, text, sizeof text) != 0) {
+        log_debug_id(message_id(m), "ignoring a malformed progress frame from the runtime");
+        return;
+    }
+    reports_handler_progress(ctx, m, fraction, text);
 }
 
 static void on_answer(void *ctx, void *msg, char *answer, size_t len, double exec)
@@ -215,6 +231,7 @@ static void on_unreachable(void *ctx, void *msg, int err)
 }
 
 const struct rtclient_events flow_runtime_events = {
+    .progress = on_progress,
     .answer = on_answer,
     .broken = on_broken,
     .too_large = on_too_large,

@@ -51,16 +51,35 @@ static char *dump_new(json_t *v, size_t *len)
     return text;
 }
 
-char *jobreport_progress_body(const struct envelope *env, enum jobreport_status status,
-                              const char *actor, long duration_ms, size_t *len)
+static json_t *progress_json(const struct envelope *env, enum jobreport_status status,
+                             const char *actor)
 {
     static const char *const names[] = {"received", "processing", "completed"};
     const char *step = envelope_actor(env, env->current);
-    json_t *body = json_pack("{s:s?, s:I, s:I, s:s, s:s}", "step", step, "step_index",
-                             (json_int_t)env->current, "total_steps", (json_int_t)env->actor_count,
-                             "status", names[status], "actor_name", actor);
+    return json_pack("{s:s?, s:I, s:I, s:s, s:s}", "step", step, "step_index",
+                     (json_int_t)env->current, "total_steps", (json_int_t)env->actor_count,
+                     "status", names[status], "actor_name", actor);
+}
+
+char *jobreport_progress_body(const struct envelope *env, enum jobreport_status status,
+                              const char *actor, long duration_ms, size_t *len)
+{
+    json_t *body = progress_json(env, status, actor);
     if (body && duration_ms >= 0 &&
         json_object_set_new(body, "duration_ms", json_integer((json_int_t)duration_ms))) {
+        json_decref(body);
+        return NULL;
+    }
+    return dump_new(body, len);
+}
+
+char *jobreport_handler_progress_body(const struct envelope *env, const char *actor,
+                                      double fraction, const char *message, size_t *len)
+{
+    json_t *body = progress_json(env, JOBREPORT_PROCESSING, actor);
+    if (body && (json_object_set_new(body, "progress", json_real(fraction)) ||
+                 (message && *message &&
+                  json_object_set_new(body, "message", json_string(message))))) {
         json_decref(body);
         return NULL;
     }

@@ -47,6 +47,12 @@ const char *jobreport_error_job_id(const json_t *root, char *buf, size_t len);
 char *jobreport_progress_body(const struct envelope *env, enum jobreport_status status,
                               const char *actor, long duration_ms, size_t *len);
 
+/* A handler's own progress (asya_call.progress) as a "processing" report
+ * with "progress": fraction (0..1) and, when not empty, "message".  Same
+ * return as jobreport_progress_body. */
+char *jobreport_handler_progress_body(const struct envelope *env, const char *actor,
+                                      double fraction, const char *message, size_t *len);
+
 /* {"job_id", "status": "succeeded", "result": payload} (payload borrowed; NULL
  * gives null).  Same return as jobreport_progress_body. */
 char *jobreport_final_succeeded(const char *job_id, const json_t *payload, size_t *len);

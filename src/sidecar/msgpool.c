@@ -30,6 +30,7 @@ void msgpool_free(struct msgpool *p)
         envelope_free(&p->msgs[i].env);
         route_plan_free(&p->msgs[i].parked_plan);
         free(p->msgs[i].body);
+        free(p->msgs[i].rt_body);
     }
     free(p->msgs);
     free(p->acks);
@@ -74,6 +75,11 @@ void msgpool_release(struct msgpool *p, struct message *m)
         free(m->body);
         m->body = NULL;
         m->cap = 0;
+    }
+    if (m->rt_cap > KEEP_BUFFER_MAX) {
+        free(m->rt_body);
+        m->rt_body = NULL;
+        m->rt_cap = 0;
     }
     m->state = MSG_FREE;
     m->unconfirmed = 0;

@@ -36,6 +36,8 @@ struct message {
     bool counted;         /* the broker counts redeliveries itself (quorum queues) */
     char *body;           /* copy of the body; buffer kept for the next message */
     size_t len, cap;
+    char *rt_body; /* the body as sent to the runtime when it differs (reports.h); kept */
+    size_t rt_cap;
     struct envelope env;           /* parsed body; empty when it did not parse */
     size_t unconfirmed;            /* publishes not yet confirmed (or parked, not yet sent) */
     bool nacked;                   /* the broker refused one of them */

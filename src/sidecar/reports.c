@@ -7,6 +7,7 @@
 
 #include "gwreport.h"
 #include "log.h"
+#include "protocol.h"
 #include "publish.h"
 
 #include <errno.h>
@@ -294,6 +295,57 @@ void reports_progress(struct sidecar *sc, const struct message *m, enum jobrepor
         return;
     }
     gwreport_progress(sc->reports->gw, job, body, len);
+}
+
+static bool reports_progress_of(struct sidecar *sc, const struct message *m)
+{
+    return sc->reports && !sc->cfg->is_end_actor && m->env.root && jobreport_job_id(m->env.root);
+}
+
+bool reports_runtime_body(struct sidecar *sc, struct message *m, const char **body, size_t *len)
+{
+    static const char ask[] = "\"" PROTO_PROGRESS_KEY "\":true,";
+    *body = m->body;
+    *len = m->len;
+    /* An envelope that carries the key already is sent as it is. */
+    if (!reports_progress_of(sc, m) || json_object_get(m->env.root, PROTO_PROGRESS_KEY))
+        return false;
+    const char *brace = memchr(m->body, '{', m->len);
+    size_t head = brace ? (size_t)(brace - m->body) + 1 : 0;
+    size_t need = m->len + sizeof ask - 1 + 1;
+    if (!brace || json_object_size(m->env.root) == 0)
+        return false;
+    if (m->rt_cap < need) {
+        char *nb = realloc(m->rt_body, need);
+        if (!nb)
+            return false; /* no handler progress for this one; the call goes ahead */
+        m->rt_body = nb;
+        m->rt_cap = need;
+    }
+    memcpy(m->rt_body, m->body, head);
+    memcpy(m->rt_body + head, ask, sizeof ask - 1);
+    memcpy(m->rt_body + head + sizeof ask - 1, m->body + head, m->len - head);
+    *len = m->len + sizeof ask - 1;
+    m->rt_body[*len] = '\0';
+    *body = m->rt_body;
+    return true;
+}
+
+void reports_handler_progress(struct sidecar *sc, const struct message *m, double fraction,
+                              const char *message)
+{
+    if (!reports_progress_of(sc, m))
+        return;
+    if (gwreport_progress_drop(sc->reports->gw))
+        return;
+    size_t len = 0;
+    char *body = jobreport_handler_progress_body(&m->env, sc->cfg->actor_name, fraction, message,
+                                                 &len);
+    if (!body) {
+        sc->stats.gw.progress_dropped++;
+        return;
+    }
+    gwreport_progress(sc->reports->gw, jobreport_job_id(m->env.root), body, len);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------- */

@@ -31,6 +31,18 @@ void reports_progress(struct sidecar *sc, const struct message *m, enum jobrepor
                       double duration_s);
 
 /*
+ * What to send the runtime for m: m's body, or, when m's progress goes to a
+ * gateway, a copy asking for handler progress frames (PROTO_PROGRESS_KEY
+ * inserted first; m->rt_body, a kept buffer).  Returns true in that case.
+ */
+bool reports_runtime_body(struct sidecar *sc, struct message *m, const char **body, size_t *len);
+
+/* A progress frame of m's handler: fraction (0..1) and message ("" for
+ * none) reported as "processing" with "progress" (GATEWAY.md). */
+void reports_handler_progress(struct sidecar *sc, const struct message *m, double fraction,
+                              const char *message);
+
+/*
  * End actor: the runtime is done with m (a valid envelope).  Returns true
  * when m's final status went to the gateway, which settles or requeues m
  * later; false when there is nothing to report (no gateway, no job id): the

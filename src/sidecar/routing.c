@@ -260,6 +260,10 @@ static json_t *result_envelope(const struct envelope *env, json_t *result, size_
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    /* An envelope-mode handler may hand back the progress request it was
+     * sent (reports_runtime_body); it goes no further than this actor. */
+    if (!json_object_get(env->root, PROTO_PROGRESS_KEY))
+        json_object_del(out, PROTO_PROGRESS_KEY);
     json_t *route = json_object_get(result, "route");
     if (!route)
         route = env->route;

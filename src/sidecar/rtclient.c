@@ -1,6 +1,7 @@
 #include "rtclient.h"
 
 #include "frame.h"
+#include "protocol.h"
 #include "usock.h"
 
 #include <errno.h>
@@ -23,6 +24,7 @@ struct slot {
     bool retried;   /* already resent once on a fresh connection */
     struct frame_reader in;
     bool answer_started; /* some bytes of the answer arrived */
+    bool progress;       /* the request asked for progress frames */
     ev_tstamp request_at;
 };
 
@@ -132,9 +134,28 @@ static void slot_write(struct rtclient *rc, struct slot *s)
     ev_io_start(rc->loop, &s->io);
 }
 
+/* A whole frame that is progress, not the answer: hand it over, read on.
+ * Returns true when it was one. */
+static bool slot_progress(struct rtclient *rc, struct slot *s)
+{
+    size_t len;
+    if (!s->progress || !protocol_is_progress(s->in.body, s->in.body_len))
+        return false;
+    s->answer_started = true; /* the handler runs: never resend it */
+    char *frame = frame_reader_take(&s->in, &len);
+    void *msg = s->msg;
+    if (rc->ev.progress)
+        rc->ev.progress(rc->ctx, msg, frame, len);
+    free(frame);
+    return true;
+}
+
 static void slot_read(struct rtclient *rc, struct slot *s)
 {
-    int st = frame_reader_read(&s->in, s->fd);
+    int st;
+    do
+        st = frame_reader_read(&s->in, s->fd);
+    while (st == FRAME_IO_DONE && slot_progress(rc, s));
     if (st == FRAME_IO_AGAIN) {
         s->answer_started = s->answer_started || frame_reader_partial(&s->in);
         return;
@@ -245,10 +266,11 @@ bool rtclient_has_free_slot(const struct rtclient *rc)
     return rc->nfree > 0;
 }
 
-int rtclient_start(struct rtclient *rc, void *msg, const char *body, size_t len)
+int rtclient_start(struct rtclient *rc, void *msg, const char *body, size_t len, bool progress)
 {
     struct slot *s = &rc->slots[rc->free_slots[rc->nfree - 1]];
     s->msg = msg;
+    s->progress = progress;
     s->body = body;
     s->len = len;
     s->retried = false;

@@ -29,6 +29,10 @@ struct rtclient_options {
 };
 
 struct rtclient_events {
+    /* A progress frame (protocol.h) ahead of the answer of a call started
+     * with progress; frame (NUL-terminated) is only borrowed.  The call goes
+     * on: its slot stays taken.  NULL: progress frames are ignored. */
+    void (*progress)(void *ctx, void *msg, const char *frame, size_t len);
     /* A whole answer: answer (NUL-terminated) is the callee's to free(). */
     void (*answer)(void *ctx, void *msg, char *answer, size_t len, double exec_s);
     /* The connection broke after the request went out (the runtime died). */
@@ -54,12 +58,14 @@ bool rtclient_has_free_slot(const struct rtclient *rc);
 
 /*
  * Start a call of msg with body (borrowed) on a free slot (one must exist).
+ * progress: body asked the runtime for progress frames (protocol.h), so
+ * frames that are progress go to the progress event instead of ending the call.
  * Returns 0, or a negative errno from connecting when the runtime cannot be
  * reached: -EAGAIN means its accept backlog is full (it is busy, not down).
  * On error no slot is taken and no event will come.  On success an event
  * for msg may already have been called (the write failed at once).
  */
-int rtclient_start(struct rtclient *rc, void *msg, const char *body, size_t len)
+int rtclient_start(struct rtclient *rc, void *msg, const char *body, size_t len, bool progress)
     __attribute__((warn_unused_result));
 
 /* Drop every call in progress without events (connections closed, so the

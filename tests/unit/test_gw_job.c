@@ -138,6 +138,19 @@ static void test_progress_seed_sequence(void **state)
     assert_pct(progress_percent(1, 2, STEP_COMPLETED), 100.0);
 }
 
+static void test_progress_within_a_step(void **state)
+{
+    (void)state;
+    /* A handler's own progress lies between its step's processing and completed. */
+    assert_pct(progress_percent_within(0, 2, 0.0), 25.0);
+    assert_pct(progress_percent_within(0, 2, 0.5), 37.25);
+    assert_pct(progress_percent_within(0, 2, 1.0), 49.5);
+    assert_pct(progress_percent_within(1, 2, 1.0), 99.5);
+    assert_pct(progress_percent_within(0, 1, 2.0), 99.0); /* clamped to 1 */
+    assert_pct(progress_percent_within(0, 1, -1.0), 50.0);
+    assert_pct(progress_percent_within(0, 0, 0.5), 0.0);
+}
+
 static void test_progress_other_routes(void **state)
 {
     (void)state;
@@ -769,6 +782,7 @@ int main(void)
         cmocka_unit_test(test_status_names),
         cmocka_unit_test(test_step_status_names),
         cmocka_unit_test(test_progress_seed_sequence),
+        cmocka_unit_test(test_progress_within_a_step),
         cmocka_unit_test(test_progress_other_routes),
         cmocka_unit_test(test_progress_clamped),
         cmocka_unit_test(test_apply_running),

@@ -79,6 +79,28 @@ static void test_progress_body(void **state)
     envelope_free(&env);
 }
 
+static void test_handler_progress_body(void **state)
+{
+    (void)state;
+    struct envelope env;
+    const char *text = "{\"route\":{\"actors\":[\"a\",\"b\"],\"current\":0},\"payload\":{}}";
+    assert_int_equal(envelope_parse(text, strlen(text), 0, &env, NULL, 0), 0);
+    size_t len;
+    char *body = jobreport_handler_progress_body(&env, "a", 0.25, "page 1 of 4", &len);
+    assert_non_null(body);
+    assert_int_equal(strlen(body), len);
+    assert_string_equal(body, "{\"step\":\"a\",\"step_index\":0,\"total_steps\":2,\"status\":"
+                              "\"processing\",\"actor_name\":\"a\",\"progress\":0.25,"
+                              "\"message\":\"page 1 of 4\"}");
+    free(body);
+    /* An empty message is left out. */
+    body = jobreport_handler_progress_body(&env, "a", 1.0, "", &len);
+    assert_string_equal(body, "{\"step\":\"a\",\"step_index\":0,\"total_steps\":2,\"status\":"
+                              "\"processing\",\"actor_name\":\"a\",\"progress\":1.0}");
+    free(body);
+    envelope_free(&env);
+}
+
 static void test_final_bodies(void **state)
 {
     (void)state;
@@ -132,6 +154,7 @@ int main(void)
         cmocka_unit_test(test_job_id_top_level_then_route_metadata),
         cmocka_unit_test(test_error_job_id_from_original_message),
         cmocka_unit_test(test_progress_body),
+        cmocka_unit_test(test_handler_progress_body),
         cmocka_unit_test(test_final_bodies),
         cmocka_unit_test(test_escape),
     };

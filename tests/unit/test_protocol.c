@@ -361,9 +361,74 @@ static void test_deep_answer(void **state)
     free(buf);
 }
 
+/* ---- handler progress frames ------------------------------------------------ */
+
+static void test_progress_frames(void **state)
+{
+    (void)state;
+    size_t len;
+    char *t = protocol_progress_text(0.5, "half way", &len);
+    assert_string_equal(t, "{\"asya_progress\":0.5,\"message\":\"half way\"}");
+    assert_int_equal(len, strlen(t));
+    assert_true(protocol_is_progress(t, len));
+    double f = -1;
+    char msg[64];
+    assert_int_equal(protocol_parse_progress(t, len, &f, msg, sizeof msg), 0);
+    assert_true(f == 0.5);
+    assert_string_equal(msg, "half way");
+    free(t);
+
+    t = protocol_progress_text(1.0, NULL, &len);
+    assert_string_equal(t, "{\"asya_progress\":1.0}");
+    assert_int_equal(protocol_parse_progress(t, len, &f, msg, sizeof msg), 0);
+    assert_string_equal(msg, "");
+    free(t);
+
+    /* Answers are never progress frames, whatever they hold. */
+    const char *ans = "[{\"payload\":{\"asya_progress\":1},\"route\":{}}]";
+    assert_false(protocol_is_progress(ans, strlen(ans)));
+    assert_false(protocol_is_progress("{", 1));
+}
+
+static void test_progress_frames_bad(void **state)
+{
+    (void)state;
+    double f;
+    char msg[8];
+    const char *bad[] = {
+        "{\"asya_progress\":1.5}",         "{\"asya_progress\":-0.1}",
+        "{\"asya_progress\":\"0.5\"}",     "{\"asya_progress\":0.5,\"message\":3}",
+        "{\"asya_progress\":0.5",          "{\"other\":0.5}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(protocol_parse_progress(bad[i], strlen(bad[i]), &f, msg, sizeof msg),
+                         -EINVAL);
+    /* A long message is cut at a character boundary: "aaaaaa" + a 2-byte char
+     * into 8 bytes keeps 6 + the NUL, not half of the character. */
+    const char *cut = "{\"asya_progress\":0,\"message\":\"aaaaaa\u00e9\"}";
+    assert_int_equal(protocol_parse_progress(cut, strlen(cut), &f, msg, sizeof msg), 0);
+    assert_string_equal(msg, "aaaaaa");
+    /* A message that is not UTF-8 is replaced, not dropped with its report. */
+    size_t len;
+    char *t = protocol_progress_text(0.1, "\xff\xfe", &len);
+    assert_non_null(strstr(t, "not valid UTF-8"));
+    free(t);
+    /* And a long one is cut to PROTO_PROGRESS_MESSAGE_MAX bytes. */
+    char big[PROTO_PROGRESS_MESSAGE_MAX + 100];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    t = protocol_progress_text(0.1, big, &len);
+    char out[PROTO_PROGRESS_MESSAGE_MAX + 200];
+    assert_int_equal(protocol_parse_progress(t, len, &f, out, sizeof out), 0);
+    assert_int_equal(strlen(out), PROTO_PROGRESS_MESSAGE_MAX);
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_progress_frames),
+        cmocka_unit_test(test_progress_frames_bad),
         cmocka_unit_test(test_error_json_shape),
         cmocka_unit_test(test_error_codes),
         cmocka_unit_test(test_error_invalid_utf8),
