@@ -20,6 +20,9 @@
  *   pipeline_doubler        value * 2, operation "doubled"
  *   pipeline_incrementer    value + 5, operation "incremented"
  *   progress_handler        sleeps 0.3 s x `steps` (default 3), adds steps_completed
+ *   self_progress_handler   (beyond the seed) `steps` (default 3) steps of `step_s` s
+ *                           (default 0.15), calling asya_progress() after each one;
+ *                           adds progress_codes: what each call returned
  *
  * Handlers that extend the payload require it to be a JSON object and answer
  * TypeError otherwise.  Every allocation failure is reported with asya_oom()
@@ -405,4 +408,39 @@ ASYA_EXPORT int progress_handler(struct asya_call *call)
     for (long i = 0; i < n; i++)
         sleep_seconds(0.3);
     return finish(call, in, set_new(in, "steps_completed", json_integer(n)));
+}
+
+/* Beyond the seed: a handler that reports its own progress (asya_call.progress)
+ * after each of `steps` steps of `step_s` seconds, with the message "step i
+ * of n"; `burst` extra calls right after each step show the rate limit.
+ * Returns the payload + progress_codes, what the calls returned (0 relayed,
+ * 1 nobody listens or rate-limited). */
+ASYA_EXPORT int self_progress_handler(struct asya_call *call);
+ASYA_EXPORT int self_progress_handler(struct asya_call *call)
+{
+    json_t *in;
+    int st = input_object(call, &in);
+    if (st != ASYA_OK)
+        return st;
+    double steps = number_or(in, "steps", 3.0);
+    double step_s = number_or(in, "step_s", 0.15);
+    double burst = number_or(in, "burst", 0.0);
+    if (steps < 0 || steps > 100 || step_s < 0 || step_s > 10 || burst < 0 || burst > 10000) {
+        json_decref(in);
+        return asya_fail(call, "ValueError", "steps 0..100, step_s 0..10, burst 0..10000");
+    }
+    json_t *codes = json_array();
+    if (!codes) {
+        json_decref(in);
+        return asya_oom(call, "progress_codes");
+    }
+    long n = (long)steps;
+    for (long i = 1; i <= n; i++) {
+        sleep_seconds(step_s);
+        int rc = asya_progress(call, (double)i / (double)n, "step %ld of %ld", i, n);
+        json_array_append_new(codes, json_integer(rc));
+        for (long b = 0; b < (long)burst; b++)
+            json_array_append_new(codes, json_integer(asya_progress(call, (double)i / (double)n, NULL)));
+    }
+    return finish(call, in, set_new(in, "progress_codes", codes));
 }
