@@ -349,6 +349,35 @@ def test_progress_sets_running_and_ignores_extra_fields(gw, q):
     assert j["status"] == "Running" and j["current_step"] == q.alpha
 
 
+def test_handler_progress_within_a_step(gw, q):
+    """A sidecar relaying its handler's own progress: status processing with
+    "progress" f places the job at (index*100 + 50 + 49*f) / total, between the
+    step's processing and completed; the message is the update's."""
+    jid = gw.call_ok("pipeline", {"value": 1})
+    assert post_progress(gw, jid, q.beta, 1, 3, "processing").status_code == 200
+    for f in (0.0, 0.5, 1.0):
+        r = post_progress(gw, jid, q.beta, 1, 3, "processing", message=f"{f:.0%} done",
+                          progress=f)
+        assert r.status_code == 200, r.text
+        want = (100 + 50 + 49 * f) / 3
+        assert close_to(r.json()["progress_percent"], want), (f, r.json())
+        j = gw.job(jid)
+        assert close_to(j["progress_percent"], want) and j["steps_completed"] == 0, j
+    r = post_progress(gw, jid, q.beta, 1, 3, "completed")
+    assert close_to(r.json()["progress_percent"], percent(1, 3, "completed"))
+
+
+@pytest.mark.parametrize("status,progress", [
+    ("processing", 1.5), ("processing", -0.1), ("processing", "half"), ("processing", None),
+    ("received", 0.5), ("completed", 0.5),
+])
+def test_handler_progress_400_out_of_range_or_wrong_status(gw, q, status, progress):
+    jid = gw.call_ok("pipeline", {"value": 1})
+    r = post_progress(gw, jid, q.alpha, 0, 3, status, progress=progress)
+    assert r.status_code == 400 and "progress must be a number from 0 to 1" in r.text, r.text
+    assert gw.job(jid)["progress_percent"] == 0
+
+
 @pytest.mark.parametrize("body", [b"{", b"", b"[1,2]", b'{"step": "a", "step_index": 0,'])
 def test_progress_400_bad_json(gw, body):
     jid = gw.call_ok("quiet", {})

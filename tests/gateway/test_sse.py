@@ -55,6 +55,25 @@ def test_live_updates_arrive_promptly_and_stream_ends(gw, q):
     assert isinstance(items[-1], EOF) and items[-1].error is None
 
 
+def test_handler_progress_streams_between_processing_and_completed(gw, q):
+    """A handler's own progress (relayed by its sidecar) reaches a live subscriber as
+    updates with its message and a percent between the step's two."""
+    jid = gw.call_ok("pipeline", {"value": 1})
+    with SSE(stream_url(gw, jid)) as s:
+        replay_done(s)
+        assert post_progress(gw, jid, q.alpha, 0, 3, "processing").status_code == 200
+        for i in (1, 2):
+            assert post_progress(gw, jid, q.alpha, 0, 3, "processing", progress=i / 2,
+                                 message=f"page {i} of 2").status_code == 200
+        assert post_progress(gw, jid, q.alpha, 0, 3, "completed").status_code == 200
+        evs = [s.next_event(5).json() for _ in range(4)]
+    assert [e["step_status"] for e in evs] == ["processing"] * 3 + ["completed"], evs
+    assert [e.get("message") for e in evs[1:3]] == ["page 1 of 2", "page 2 of 2"], evs
+    pcts = [e["progress_percent"] for e in evs]
+    assert close_to(pcts[1], (50 + 24.5) / 3) and close_to(pcts[2], (50 + 49) / 3), pcts
+    assert pcts == sorted(pcts) and close_to(pcts[3], percent(0, 3, "completed")), pcts
+
+
 def test_late_subscriber_gets_full_replay(gw, q):
     jid = gw.call_ok("pipeline", {"value": 1})
     sent = []
