@@ -206,23 +206,22 @@ static void post_progress(struct gateway *g, struct gwreq *req, const char *id)
         gwreq_reply_text(req, 400, "status must be one of received, processing, completed\n");
     } else if (!opt_int(body, "step_index", &step_index) || !opt_int(body, "total_steps", &total)) {
         gwreq_reply_text(req, 400, "step_index and total_steps must be integers\n");
-    } else if (fraction &&
-               (!json_is_number(fraction) || json_number_value(fraction) < 0.0 ||
-                json_number_value(fraction) > 1.0 || st != STEP_PROCESSING)) {
+    } else if (fraction && (!json_is_number(fraction) || json_number_value(fraction) < 0.0 ||
+                            json_number_value(fraction) > 1.0 || st != STEP_PROCESSING)) {
         gwreq_reply_text(req, 400,
                          "progress must be a number from 0 to 1, with status processing\n");
     } else {
         struct report *rp = new_report(g, req, CHANGE_PROGRESS);
         if (rp) {
-            struct job_change c = {.kind = CHANGE_PROGRESS,
-                                   .message = opt_string(body, "message"),
-                                   .percent = fraction ? progress_percent_within(
-                                                             step_index, total,
-                                                             json_number_value(fraction))
-                                                       : progress_percent(step_index, total, st),
-                                   .step = opt_string(body, "step"),
-                                   .step_index = step_index,
-                                   .step_status = st};
+            struct job_change c = {
+                .kind = CHANGE_PROGRESS,
+                .message = opt_string(body, "message"),
+                .percent = fraction ? progress_percent_within(step_index, total,
+                                                              json_number_value(fraction))
+                                    : progress_percent(step_index, total, st),
+                .step = opt_string(body, "step"),
+                .step_index = step_index,
+                .step_status = st};
             g->store->ops->apply(g->store, id, &c, on_applied, rp);
         }
     }

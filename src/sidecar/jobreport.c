@@ -77,9 +77,9 @@ char *jobreport_handler_progress_body(const struct envelope *env, const char *ac
                                       double fraction, const char *message, size_t *len)
 {
     json_t *body = progress_json(env, JOBREPORT_PROCESSING, actor);
-    if (body && (json_object_set_new(body, "progress", json_real(fraction)) ||
-                 (message && *message &&
-                  json_object_set_new(body, "message", json_string(message))))) {
+    if (body &&
+        (json_object_set_new(body, "progress", json_real(fraction)) ||
+         (message && *message && json_object_set_new(body, "message", json_string(message))))) {
         json_decref(body);
         return NULL;
     }

@@ -339,8 +339,8 @@ void reports_handler_progress(struct sidecar *sc, const struct message *m, doubl
     if (gwreport_progress_drop(sc->reports->gw))
         return;
     size_t len = 0;
-    char *body = jobreport_handler_progress_body(&m->env, sc->cfg->actor_name, fraction, message,
-                                                 &len);
+    char *body =
+        jobreport_handler_progress_body(&m->env, sc->cfg->actor_name, fraction, message, &len);
     if (!body) {
         sc->stats.gw.progress_dropped++;
         return;

@@ -396,9 +396,9 @@ static void test_progress_frames_bad(void **state)
     double f;
     char msg[8];
     const char *bad[] = {
-        "{\"asya_progress\":1.5}",         "{\"asya_progress\":-0.1}",
-        "{\"asya_progress\":\"0.5\"}",     "{\"asya_progress\":0.5,\"message\":3}",
-        "{\"asya_progress\":0.5",          "{\"other\":0.5}",
+        "{\"asya_progress\":1.5}",     "{\"asya_progress\":-0.1}",
+        "{\"asya_progress\":\"0.5\"}", "{\"asya_progress\":0.5,\"message\":3}",
+        "{\"asya_progress\":0.5",      "{\"other\":0.5}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(protocol_parse_progress(bad[i], strlen(bad[i]), &f, msg, sizeof msg),

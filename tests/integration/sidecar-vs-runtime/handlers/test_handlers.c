@@ -440,7 +440,8 @@ ASYA_EXPORT int self_progress_handler(struct asya_call *call)
         int rc = asya_progress(call, (double)i / (double)n, "step %ld of %ld", i, n);
         json_array_append_new(codes, json_integer(rc));
         for (long b = 0; b < (long)burst; b++)
-            json_array_append_new(codes, json_integer(asya_progress(call, (double)i / (double)n, NULL)));
+            json_array_append_new(codes,
+                                  json_integer(asya_progress(call, (double)i / (double)n, NULL)));
     }
     return finish(call, in, set_new(in, "progress_codes", codes));
 }
