@@ -107,6 +107,10 @@ mirror()
 
 BASE=$DIR/base
 t0=$SECONDS
+# Roots made side by side (.ci/run) wait for the one debootstrap instead of racing it.
+mkdir -p "$DIR"
+exec 9>"$DIR/base.lock"
+flock 9
 if [ ! -f "$BASE/.complete" ]; then
     command -v debootstrap >/dev/null || {
         say "installing debootstrap"
@@ -138,6 +142,7 @@ if [ ! -f "$BASE/.complete" ]; then
     say "base made in $((SECONDS - t0)) s"
 fi
 cp -a "$BASE/." "$R/"
+exec 9>&-
 rm -f "$R/.complete"
 cp /etc/hosts "$R/etc/hosts"
 cp -L /etc/resolv.conf "$R/etc/resolv.conf" 2>/dev/null || true
