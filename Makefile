@@ -81,6 +81,7 @@ help:
 	@echo "make test-integration-sidecar the seed suite: 13 scenarios on a private RabbitMQ"
 	@echo "  ... DOCKER=1                the seed suite through docker compose"
 	@echo "make test-integration-gateway the seed suite: gateway, PostgreSQL, six actors, end actors"
+	@echo "  ... DOCKER=1                the gateway suite through docker compose"
 	@echo "make test-integration         both seed suites"
 	@echo "make test-chaos               SIGKILLs and broker restarts under load; every id accounted for"
 	@echo "make asan / test-asan         ASan+UBSan build in build/asan and its tests"
@@ -211,8 +212,14 @@ endif
 
 # The gateway-vs-actors seed suite: PostgreSQL, RabbitMQ, asya-gateway, six actors and
 # the end actors as local processes (ASYA_LOG_LEVEL=DEBUG passes through).
+# DOCKER=1: the same suite through docker compose (images built from source).
+ifeq ($(DOCKER),1)
+test-integration-gateway:
+	tests/integration/gateway-vs-actors/run-compose.sh
+else
 test-integration-gateway: all
 	ASYA_BUILD_DIR=$(abspath $(BUILD)) tests/integration/gateway-vs-actors/run.sh
+endif
 
 # Both seed suites, one after the other.
 test-integration:

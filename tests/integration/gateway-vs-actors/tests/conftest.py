@@ -3,7 +3,8 @@
   gw        the running gateway (gva.Gateway): tool calls over POST /tools/call,
             GET /jobs/..., SSE streams
   mcp       an initialized MCP session on /mcp (gva.Mcp), closed after the test
-  gateway   its process (gva.GatewayProcess): stop(SIGTERM|SIGKILL), start()
+  gateway   its process (gva.GatewayProcess; in the compose run its container,
+            gva.ComposeGateway): stop(SIGTERM|SIGKILL), start()
 
 After every test the gateway and PostgreSQL are up again (a test that failed
 half-way through an outage does not take the rest with it), and every actor
@@ -42,9 +43,12 @@ def mcp(gw):
 
 @pytest.fixture(scope="session")
 def gateway():
-    p = gva.GatewayProcess()
+    p = gva.gateway_process()
     if not p.available:
-        pytest.skip("the gateway's control files are not set (run through run.sh)")
+        pytest.skip("the gateway's control files are not set (run through run.sh)"
+                    if not gva.COMPOSE_PROJECT else
+                    "no Docker engine socket in the tester to stop and start the gateway "
+                    "container (run through run-compose.sh)")
     return p
 
 
@@ -52,10 +56,10 @@ def gateway():
 def _system_intact(request):
     yield
     problems = []
-    if gva.PG_DIR and not gva.pg_up():
+    if gva.pg_control() and not gva.pg_up():
         problems.append("PostgreSQL was down after the test; started again")
         gva.pg("start")
-    p = gva.GatewayProcess()
+    p = gva.gateway_process()
     if p.available and not p.running():
         problems.append("the gateway was down after the test; started again")
         p.start()

@@ -4,18 +4,24 @@ PostgreSQL server, the actors' metrics, and what a job's SSE stream and record
 must hold.
 
 The SSE reader and the progress arithmetic come from tests/gateway/gwlib.py.
-Everything about the running system comes from run.sh's environment (README.md).
+Everything about the running system comes from run.sh's environment (README.md),
+or run-compose.sh's: there the gateway, PostgreSQL and the actors are containers
+of a compose project, stopped and started through the Docker Engine API
+(ASYA_TEST_COMPOSE_PROJECT, ASYA_TEST_DOCKER_SOCK).
 """
 
+import http.client
 import json
 import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import requests
@@ -35,6 +41,8 @@ PIDS_FILE = os.environ.get("ASYA_TEST_PIDS_FILE", "")
 METRICS_FILE = os.environ.get("ASYA_TEST_METRICS_FILE", "")
 PG_DIR = os.environ.get("ASYA_TEST_PG_DIR", "")
 PG_SH = os.environ.get("ASYA_TEST_PG_SH", os.path.join(ROOT, "tests", "lib", "postgres.sh"))
+COMPOSE_PROJECT = os.environ.get("ASYA_TEST_COMPOSE_PROJECT", "")
+DOCKER_SOCK = os.environ.get("ASYA_TEST_DOCKER_SOCK", "")
 
 ECHO = "test-echo-queue"
 PROGRESS = "test-progress-queue"
@@ -218,6 +226,97 @@ class Mcp:
         self.http.close()
 
 
+# ---- the compose run: containers through the Docker Engine API --------------------------
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self._path)
+        self.sock = s
+
+
+class Compose:
+    """The containers of run-compose.sh's project (by compose service name),
+    through the Docker Engine API on the socket it mounts into the tester."""
+
+    def __init__(self, project: str = COMPOSE_PROJECT, sock: str = DOCKER_SOCK):
+        self.project = project
+        self.sock = sock
+
+    @property
+    def available(self) -> bool:
+        return bool(self.project and self.sock) and os.path.exists(self.sock)
+
+    def _api(self, method: str, path: str, timeout: float = 30.0) -> Any:
+        c = _UnixHTTPConnection(self.sock, timeout)
+        try:
+            c.request(method, path, headers={"Host": "docker"})
+            r = c.getresponse()
+            body = r.read()
+        finally:
+            c.close()
+        if r.status >= 300 and r.status != 304:  # 304: already started / stopped
+            raise RuntimeError(f"docker API {method} {path}: {r.status} {body[:300]!r}")
+        return json.loads(body) if body else None
+
+    def containers(self) -> Dict[str, Dict[str, Any]]:
+        """service -> the container summary (one-off `run` containers left out)."""
+        flt = json.dumps({"label": [f"com.docker.compose.project={self.project}"]})
+        out = {}
+        for c in self._api("GET", "/containers/json?all=1&filters=" + urllib.parse.quote(flt)):
+            labels = c.get("Labels") or {}
+            if labels.get("com.docker.compose.oneoff", "False") == "True":
+                continue
+            out[labels.get("com.docker.compose.service", "")] = c
+        return out
+
+    def cid(self, service: str) -> str:
+        c = self.containers().get(service)
+        assert c, f"no container of service {service} in compose project {self.project}"
+        return c["Id"]
+
+    def state(self, service: str) -> Dict[str, Any]:
+        return self._api("GET", f"/containers/{self.cid(service)}/json")["State"]
+
+    def running(self, service: str) -> bool:
+        return bool(self.state(service).get("Running"))
+
+    def kill(self, service: str, sig: int) -> None:
+        name = signal.Signals(sig).name
+        self._api("POST", f"/containers/{self.cid(service)}/kill?signal={name}")
+
+    def start(self, service: str) -> None:
+        self._api("POST", f"/containers/{self.cid(service)}/start")
+
+    def stop(self, service: str, grace: int = 20) -> None:
+        self._api("POST", f"/containers/{self.cid(service)}/stop?t={grace}", timeout=grace + 30)
+
+    def restart(self, service: str, grace: int = 20) -> None:
+        self._api("POST", f"/containers/{self.cid(service)}/restart?t={grace}",
+                  timeout=grace + 30)
+
+    def wait_healthy(self, service: str, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.state(service)
+            health = (st.get("Health") or {}).get("Status")
+            if st.get("Running") and health in (None, "healthy"):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{service} not healthy {timeout}s after start: "
+                                   f"{st.get('Status')}/{health}")
+            time.sleep(0.2)
+
+
+COMPOSE = Compose()
+
+
 # ---- the gateway process ------------------------------------------------------------------
 
 
@@ -310,11 +409,94 @@ class GatewayProcess:
             time.sleep(0.05)
 
 
+class ComposeGateway(GatewayProcess):
+    """The gateway container of the compose run (service "gateway", init: true, so
+    a signal to the container reaches asya-gateway): stop = the signal to the
+    container and wait for its exit; start = start the same container again (the
+    compose network gives it the same address)."""
+
+    SERVICE = "gateway"
+
+    def __init__(self):
+        self.client = Gateway()
+
+    @property
+    def available(self) -> bool:
+        return COMPOSE.available
+
+    def pid(self) -> Optional[int]:
+        st = COMPOSE.state(self.SERVICE)
+        return st.get("Pid") or None if st.get("Running") else None
+
+    def running(self) -> bool:
+        return COMPOSE.running(self.SERVICE)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 12.0) -> float:
+        assert self.running(), "no gateway running"
+        t0 = time.monotonic()
+        COMPOSE.kill(self.SERVICE, sig)
+        while True:
+            st = COMPOSE.state(self.SERVICE)
+            if not st.get("Running"):
+                break
+            if time.monotonic() - t0 > timeout:
+                COMPOSE.kill(self.SERVICE, signal.SIGKILL)
+                raise AssertionError(f"the gateway container did not exit within {timeout}s "
+                                     f"of signal {sig}")
+            time.sleep(0.02)
+        took = time.monotonic() - t0
+        if sig == signal.SIGTERM:
+            assert st.get("ExitCode") == 0, f"the gateway exited {st.get('ExitCode')} on SIGTERM"
+        log.info("gateway container stopped by signal %d in %.2fs", sig, took)
+        return took
+
+    def start(self, timeout: float = 30.0) -> None:
+        assert not self.running(), "a gateway is already running"
+        COMPOSE.start(self.SERVICE)
+        log.info("gateway container started again")
+        deadline = time.monotonic() + timeout
+        while not self.client.ready():
+            st = COMPOSE.state(self.SERVICE)
+            if not st.get("Running") and st.get("Status") == "exited":
+                raise AssertionError(f"the gateway exited ({st.get('ExitCode')}) during start-up")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the gateway not ready {timeout}s after start")
+            time.sleep(0.05)
+
+
 # ---- PostgreSQL -----------------------------------------------------------------------------
 
 
+def gateway_process() -> GatewayProcess:
+    """The gateway's process control of this run: run.sh's or the compose run's."""
+    return ComposeGateway() if COMPOSE_PROJECT else GatewayProcess()
+
+
+def pg_control() -> bool:
+    """Whether the tests can stop and start PostgreSQL (run.sh's private server, or
+    the compose run's container with the engine's socket)."""
+    return bool(PG_DIR) or (bool(COMPOSE_PROJECT) and COMPOSE.available)
+
+
 def pg(verb: str, timeout: float = 90) -> str:
-    """tests/lib/postgres.sh VERB on the suite's server (restart, stop, start, status)."""
+    """tests/lib/postgres.sh VERB on the suite's server (restart, stop, start, status);
+    in the compose run the same on the postgres container (restart and stop are
+    docker's: STOPSIGNAL SIGINT, PostgreSQL's fast shutdown)."""
+    if not PG_DIR and COMPOSE_PROJECT:
+        if verb == "restart":
+            COMPOSE.restart("postgres")
+            COMPOSE.wait_healthy("postgres", timeout)
+        elif verb == "start":
+            COMPOSE.start("postgres")
+            COMPOSE.wait_healthy("postgres", timeout)
+        elif verb == "stop":
+            COMPOSE.stop("postgres")
+        elif verb == "status":
+            if not COMPOSE.running("postgres"):
+                raise RuntimeError("the postgres container is not running")
+        else:
+            raise ValueError(verb)
+        return ""
     p = subprocess.run(["bash", PG_SH, verb, PG_DIR], timeout=timeout, text=True,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if p.returncode != 0:
@@ -345,6 +527,10 @@ def read_pids() -> List[Tuple[str, str, int]]:
 
 
 def dead_actors() -> List[str]:
+    if not PIDS_FILE and COMPOSE_PROJECT and COMPOSE.available:
+        return [f"{svc} ({c.get('State')}: {c.get('Status')})"
+                for svc, c in sorted(COMPOSE.containers().items())
+                if svc.startswith(("rt-", "sc-")) and c.get("State") != "running"]
     return [f"{q} {role} (pid {pid})" for q, role, pid in read_pids() if not _alive(pid)]
 
 

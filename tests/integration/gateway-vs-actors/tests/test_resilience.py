@@ -100,10 +100,19 @@ def test_gateway_restart_mid_200_jobs(gw, gateway, sig):
     time.sleep(1.5)  # down long enough for finals to hit it
     gateway.start()
     assert_all_final(gw, ids, specs)
+    if gva.COMPOSE_PROJECT and sig == signal.SIGKILL:
+        # A killed container takes its network namespace with it: nothing refuses
+        # a connection to the gateway's address meanwhile, a final sent then waits
+        # in TCP's SYN retransmission and reaches the restarted gateway (no
+        # retry).  The SIGTERM case and the 30 s outage check the redelivery.
+        return
     assert finals_retried() > retried0, "no final status was redelivered by the end actors"
 
 
 def test_postgres_restart_mid_200_jobs(gw):
+    if not gva.pg_control():
+        pytest.skip("PostgreSQL cannot be restarted from here: no ASYA_TEST_PG_DIR (run.sh) "
+                    "and no Docker engine socket (run-compose.sh)")
     specs = job_specs()
     ids = create_all(gw, specs)
     retried0 = finals_retried()
