@@ -23,10 +23,16 @@ def main():
     conn = pika.BlockingConnection(pika.URLParameters(URL))
     ch = conn.channel()
     ch.exchange_declare("asya", "topic", durable=True)
+    # Where each message ends up: a queue of our own bound to each end queue's
+    # routing key gets a copy of everything the sidecars send there, whether or
+    # not end actors (compose/: happy-end and error-end reporting to the gateway)
+    # consume the end queues themselves.
+    taps = {}
     for q in ("happy-end", "error-end"):
         ch.queue_declare(q, durable=True)
         ch.queue_bind(q, "asya", q)
-        ch.queue_purge(q)
+        taps[q] = ch.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        ch.queue_bind(taps[q], "asya", q)
     expected = {}
     for n, (label, payload, route) in enumerate(cases, 1):
         mid = f"demo-{RUN}-{n}"
@@ -43,7 +49,7 @@ def main():
     deadline = time.time() + 30
     while time.time() < deadline and (len(seen) < len(expected) or malformed is None):
         for q in ("happy-end", "error-end"):
-            method, _, body = ch.basic_get(q, auto_ack=True)
+            method, _, body = ch.basic_get(taps[q], auto_ack=True)
             if method is None:
                 continue
             msg = json.loads(body)

@@ -12,15 +12,23 @@
 #   4. runs `make test-integration-sidecar DOCKER=1` (run-compose.sh: images,
 #      compose up, pytest in the tester container, kill-a-runtime and
 #      broker-restart checks, `down -v`);
-#   5. runs the compose/ demo pipeline (`up --exit-code-from client`: the
+#   5. runs `make test-integration-gateway DOCKER=1` (its run-compose.sh:
+#      PostgreSQL, RabbitMQ, asya-gateway, the actors and end actors, pytest in
+#      a tester container, the gateway and PostgreSQL restarted mid-traffic,
+#      `down -v`);
+#   6. runs the compose/ demo pipeline (`up --exit-code-from client`: the
 #      client checks every message's fate), then `down -v`;
-#   6. always: removes whatever containers, networks and volumes are left,
+#   7. the demo's gateway: `up -d` of the demo stack, compose/gateway-check.sh
+#      (the tool demo_pipeline called with curl, its SSE stream followed to the
+#      final event, the job Succeeded with the pipeline's result), `down -v`;
+#   8. always: removes whatever containers, networks and volumes are left,
 #      stops dockerd (and its containerd), deletes the temp dir, and removes
 #      the docker0 bridge and iptables chains when this script created them.
 #
 # Environment: ASYA_LOG_LEVEL, ASYA_TEST_AMQP_PORT, ASYA_TEST_MGMT_PORT (see
-# run-compose.sh), ASYA_CI_DEMO_AMQP_PORT/ASYA_CI_DEMO_MGMT_PORT (demo, default
-# 5690/15690).  Prints the time each step took.  Exit status: the suite's.
+# the run-compose.sh scripts), ASYA_CI_DEMO_AMQP_PORT/ASYA_CI_DEMO_MGMT_PORT/
+# ASYA_CI_DEMO_GATEWAY_PORT (demo, default 5690/15690/18690).  Prints the time
+# each step took.  Exit status: the first failing step's.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -169,15 +177,27 @@ rc=$?
 set -e
 say "compose seed suite: exit $rc in $((SECONDS - t0)) s"
 
-# ---- 5. the compose/ demo pipeline, as `docker compose up` runs it -----------------
-# Reuses the asya-runtime/asya-sidecar images step 4 built; the client prints
-# each message's fate and exits, which stops the rest (--exit-code-from).
+# ---- 5. the gateway suite through compose --------------------------------------------
+t0=$SECONDS
+set +e
+make --no-print-directory test-integration-gateway DOCKER=1
+gw_rc=$?
+set -e
+say "compose gateway suite: exit $gw_rc in $((SECONDS - t0)) s"
+[ "$rc" -ne 0 ] || rc=$gw_rc
+
+# ---- 6. the compose/ demo pipeline, as `docker compose up` runs it -----------------
+# Reuses the asya-runtime/asya-sidecar/asya-gateway images steps 4 and 5 built;
+# the client prints each message's fate and exits, which stops the rest
+# (--exit-code-from).
 t0=$SECONDS
 DEMO=(docker-compose -p asya-ci-demo -f compose/docker-compose.yml --project-directory compose)
 demo_log=$(mktemp /tmp/asya-ci-demo.XXXXXX.log)
 demo_rc=0
-if ! docker image inspect asya-runtime:local asya-sidecar:local >/dev/null 2>&1; then
-    say "demo: no asya-runtime/asya-sidecar image (step 4 failed early); skipped"
+export ASYA_AMQP_PORT=${ASYA_CI_DEMO_AMQP_PORT:-5690} ASYA_MGMT_PORT=${ASYA_CI_DEMO_MGMT_PORT:-15690} \
+    ASYA_GATEWAY_PORT=${ASYA_CI_DEMO_GATEWAY_PORT:-18690}
+if ! docker image inspect asya-runtime:local asya-sidecar:local asya-gateway:local >/dev/null 2>&1; then
+    say "demo: no asya-runtime/asya-sidecar/asya-gateway image (step 4 or 5 failed early); skipped"
     demo_rc=1
 elif ! tar -c demo/client.py compose/Dockerfile.client |
     DOCKER_BUILDKIT=0 docker build -q -f compose/Dockerfile.client -t asya-demo-client:local - >"$demo_log" 2>&1; then
@@ -185,14 +205,38 @@ elif ! tar -c demo/client.py compose/Dockerfile.client |
     say "demo: building the client image failed"
     demo_rc=1
 else
-    ASYA_AMQP_PORT=${ASYA_CI_DEMO_AMQP_PORT:-5690} ASYA_MGMT_PORT=${ASYA_CI_DEMO_MGMT_PORT:-15690} \
-        "${DEMO[@]}" up --no-build --no-color --exit-code-from client >"$demo_log" 2>&1 || demo_rc=$?
+    "${DEMO[@]}" up --no-build --no-color --exit-code-from client >"$demo_log" 2>&1 || demo_rc=$?
     # The client's lines: where each message ended up.
     sed -n 's/^[^|]*client[-_]1 *| \{0,1\}/   demo: /p' "$demo_log"
     [ "$demo_rc" -eq 0 ] || { tail -n 40 "$demo_log" >&2; say "demo: exit $demo_rc"; }
     "${DEMO[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
 fi
-rm -f "$demo_log"
 say "compose demo pipeline: exit $demo_rc in $((SECONDS - t0)) s"
 [ "$rc" -ne 0 ] || rc=$demo_rc
+
+# ---- 7. the demo's gateway: a tool call with curl, its SSE stream to the end -------
+t0=$SECONDS
+check_rc=0
+if [ "$demo_rc" -ne 0 ]; then
+    say "demo gateway: skipped (the demo failed)"
+    check_rc=1
+else
+    # Everything but the client (its round ran in step 6).
+    services=$("${DEMO[@]}" config --services | grep -vx client | tr '\n' ' ')
+    # shellcheck disable=SC2086
+    if ! "${DEMO[@]}" up -d --no-build --no-color $services >"$demo_log" 2>&1; then
+        cat "$demo_log" >&2
+        check_rc=1
+    elif ! compose/gateway-check.sh Ada 1 >"$demo_log" 2>&1; then
+        cat "$demo_log" >&2
+        "${DEMO[@]}" logs --no-color --tail 30 gateway greeter-sidecar happy-end-sidecar >&2 2>&1 || true
+        check_rc=1
+    else
+        sed 's/^/   demo gateway: /' "$demo_log"
+    fi
+    "${DEMO[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
+fi
+rm -f "$demo_log"
+say "compose demo gateway check: exit $check_rc in $((SECONDS - t0)) s"
+[ "$rc" -ne 0 ] || rc=$check_rc
 exit "$rc"
