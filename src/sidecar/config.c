@@ -9,10 +9,46 @@
 #include "urlmask.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define DEFAULT_URL "amqp://guest:guest@localhost:5672/"
+
+/* The memory limit of this process's cgroup in bytes, or 0 when there is none. */
+static long cgroup_memory_limit(void)
+{
+    static const char *const files[] = {"/sys/fs/cgroup/memory.max",
+                                        "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        FILE *f = fopen(files[i], "r");
+        if (!f)
+            continue;
+        char line[64] = "";
+        bool got = fgets(line, sizeof line, f) != NULL;
+        fclose(f);
+        if (!got || strncmp(line, "max", 3) == 0)
+            return 0;
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(line, &end, 10);
+        /* cgroup v1 says "no limit" with a huge number. */
+        if (errno || end == line || v == 0 || v >= (1ULL << 62))
+            return 0;
+        return v > (unsigned long long)LONG_MAX ? 0 : (long)v;
+    }
+    return 0;
+}
+
+long sidecar_inflight_default(void)
+{
+    long limit = cgroup_memory_limit();
+    long d = SIDECAR_INFLIGHT_DEFAULT;
+    if (limit > 0 && limit / 4 < d)
+        d = limit / 4;
+    return d < (1L << 20) ? (1L << 20) : d;
+}
 
 int sidecar_config_load(struct sidecar_config *cfg, char *err, size_t errlen)
 {
@@ -88,7 +124,9 @@ int sidecar_config_load(struct sidecar_config *cfg, char *err, size_t errlen)
         (rc = envcfg_long("ASYA_MAX_MESSAGE_BYTES", (long)FRAME_DEFAULT_MAX, 1024, 0x7fffffffL,
                           &cfg->max_message_bytes, err, errlen)) ||
         (rc = envcfg_long("ASYA_MAX_DELIVERY_ATTEMPTS", 5, 1, 1000000, &cfg->max_delivery_attempts,
-                          err, errlen)))
+                          err, errlen)) ||
+        (rc = envcfg_long("ASYA_MAX_INFLIGHT_BYTES", sidecar_inflight_default(), 65536, LONG_MAX,
+                          &cfg->max_inflight_bytes, err, errlen)))
         return rc;
     /* Prefetch bounds the messages this sidecar holds: running, waiting for a
      * runtime slot, and published but waiting for the broker's confirms.

@@ -26,6 +26,7 @@ struct sidecar_config {
     int64_t shutdown_timeout_ns;   /* ASYA_SHUTDOWN_TIMEOUT: SIGTERM grace period */
     int64_t consumer_timeout_ns;   /* ASYA_BROKER_CONSUMER_TIMEOUT: the broker's consumer_timeout */
     long max_message_bytes;        /* ASYA_MAX_MESSAGE_BYTES */
+    long max_inflight_bytes;       /* ASYA_MAX_INFLIGHT_BYTES: bodies held at once (one always) */
     long max_delivery_attempts;    /* ASYA_MAX_DELIVERY_ATTEMPTS: then poison_message */
     bool quorum;                   /* ASYA_QUEUE_TYPE=quorum */
     bool metrics_enabled;          /* ASYA_METRICS_ENABLED */
@@ -37,6 +38,12 @@ struct sidecar_config {
     int log_level;                 /* enum log_level */
     bool log_json;                 /* ASYA_LOG_FORMAT=json */
 };
+
+/* ASYA_MAX_INFLIGHT_BYTES's default: 32 MiB, or a quarter of the container's
+ * memory limit (cgroup v2 memory.max, else v1 limit_in_bytes) when that is
+ * smaller, at least 1 MiB. */
+#define SIDECAR_INFLIGHT_DEFAULT ((long)32 << 20)
+long sidecar_inflight_default(void);
 
 /* Fill cfg from the environment.  Returns 0, or -EINVAL with one line
  * naming the bad variable in err. */

@@ -334,9 +334,38 @@ static void message_begin(struct sidecar *sc, struct message *m)
 
 /* ---- broker events ------------------------------------------------------------ */
 
+/* Holding d would pass ASYA_MAX_INFLIGHT_BYTES (one message is always held):
+ * hand it back to the broker, remembered so its redelivery costs no attempt,
+ * with the prefetch lowered first so the broker keeps it meanwhile. */
+static bool over_inflight_bytes(struct sidecar *sc, const struct broker_delivery *d)
+{
+    if (sc->pool.active == 0 || sc->pool.bytes + d->len <= (size_t)sc->cfg->max_inflight_bytes)
+        return false;
+    memreject_add(&sc->memrej, memreject_hash(d->body, d->len));
+    sc->stats.requeued[REQUEUE_INFLIGHT_BYTES]++;
+    sc->bytes_capped = true;
+    sidecar_prefetch_adapt(sc);
+    if (broker_reject(sc->broker, d->tag, true))
+        sidecar_broker_fail(sc, "reject failed");
+    return true;
+}
+
 static void on_delivery(void *ctx, const struct broker_delivery *d)
 {
     struct sidecar *sc = ctx;
+    bool redelivered = d->redelivered;
+    long attempts = d->attempts;
+    if ((redelivered || d->counted) && sc->memrej.used) {
+        /* Marks our own over_inflight_bytes left are no failed attempts. */
+        unsigned own = memreject_take(&sc->memrej, memreject_hash(d->body, d->len));
+        if (own && d->counted)
+            attempts = attempts > (long)own ? attempts - (long)own : 0;
+        else if (own)
+            redelivered = false;
+    }
+    sc->ewma_len = prefetch_ewma(sc->ewma_len, (double)d->len);
+    if (over_inflight_bytes(sc, d))
+        return;
     bool nomem;
     struct message *m = msgpool_take(&sc->pool, d->body, d->len, &nomem);
     if (!m) {
@@ -348,11 +377,12 @@ static void on_delivery(void *ctx, const struct broker_delivery *d)
         return;
     }
     m->tag = d->tag;
-    m->attempts = d->attempts;
-    m->redelivered = d->redelivered;
+    m->attempts = attempts;
+    m->redelivered = redelivered;
     m->counted = d->counted;
     m->started = ev_time();
     sc->stats.active = sc->pool.active;
+    sc->stats.inflight_bytes = (int64_t)sc->pool.bytes;
     if (sc->shutting_down || sc->runtime_down) {
         /* Arrived after the consumer was cancelled: not ours to run now. */
         publish_requeue(sc, m, m->attempts,

@@ -17,7 +17,8 @@ static const char *const failed_names[FAILED_N] = {
     "routing_error", "message_too_large", "poison_message", "invalid_runtime_response"};
 static const char *const sent_names[SENT_N] = {"routing", "happy_end", "error_end"};
 static const char *const requeue_names[REQUEUE_N] = {
-    "runtime_unavailable", "runtime_broken", "broker_nack", "shutdown", "redelivered", "gateway"};
+    "runtime_unavailable", "runtime_broken", "broker_nack",   "shutdown",
+    "redelivered",         "gateway",        "inflight_bytes"};
 static const char *const runtime_error_names[7] = {
     "processing_error",  "oom_error",        "cuda_oom_error", "timeout_error",
     "msg_parsing_error", "connection_error", "other"};
@@ -269,6 +270,11 @@ char *metrics_render(const struct metrics *m, size_t *len)
     fprintf(f, "%s_active_messages{queue=\"", m->ns);
     put_label(f, m->queue);
     fprintf(f, "\"} %lld\n", (long long)m->active);
+    header(f, m, "inflight_bytes", "gauge",
+           "Body bytes of the messages held (bounded by ASYA_MAX_INFLIGHT_BYTES).");
+    fprintf(f, "%s_inflight_bytes{queue=\"", m->ns);
+    put_label(f, m->queue);
+    fprintf(f, "\"} %lld\n", (long long)m->inflight_bytes);
     header(f, m, "ready", "gauge", "1 when connected, consuming and the runtime answers.");
     fprintf(f, "%s_ready{queue=\"", m->ns);
     put_label(f, m->queue);

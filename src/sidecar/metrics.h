@@ -54,6 +54,7 @@ enum requeue_reason {
     REQUEUE_SHUTDOWN,            /* not started, or grace period over, at shutdown */
     REQUEUE_REDELIVERED,         /* a broker redelivery, counted as a failed attempt */
     REQUEUE_GATEWAY,             /* end actor: the gateway did not take the final status */
+    REQUEUE_INFLIGHT_BYTES,      /* rejected: holding it would pass ASYA_MAX_INFLIGHT_BYTES */
     REQUEUE_N
 };
 
@@ -96,6 +97,7 @@ struct metrics {
     bool gateway;                   /* ASYA_GATEWAY_URL set: gw is exported */
     struct gateway_counters gw;
     int64_t active;
+    int64_t inflight_bytes; /* body bytes held (ASYA_MAX_INFLIGHT_BYTES) */
     bool ready;
     char not_ready[128];
     struct histogram processing;   /* consume -> ack */

@@ -64,6 +64,7 @@ struct message *msgpool_take(struct msgpool *p, const char *body, size_t len, bo
     m->started = m->published_at = 0;
     m->state = MSG_RUNTIME;
     p->active++;
+    p->bytes += len;
     return m;
 }
 
@@ -87,6 +88,7 @@ void msgpool_release(struct msgpool *p, struct message *m)
     m->next = p->free_list;
     p->free_list = m;
     p->active--;
+    p->bytes -= m->len;
 }
 
 void msgpool_release_all(struct msgpool *p)
@@ -97,6 +99,7 @@ void msgpool_release_all(struct msgpool *p)
         if (p->msgs[i].state != MSG_FREE)
             msgpool_release(p, &p->msgs[i]);
     p->active = 0;
+    p->bytes = 0;
     p->nacks = 0;
 }
 

@@ -58,6 +58,7 @@ struct msgpool {
     struct message *msgs; /* n messages */
     unsigned n;
     unsigned active; /* not free */
+    size_t bytes;    /* body bytes of the active messages (ASYA_MAX_INFLIGHT_BYTES) */
     struct message *free_list;
     struct msgfifo waiting; /* MSG_WAITING, in arrival order */
     struct msgfifo parked;  /* MSG_PARKED, in arrival order */

@@ -22,3 +22,13 @@ double prefetch_ewma(double ewma_s, double sample_s)
 {
     return ewma_s > 0 ? ewma_s + PREFETCH_EWMA_WEIGHT * (sample_s - ewma_s) : sample_s;
 }
+
+unsigned prefetch_fit_bytes(unsigned n, long budget, double avg_len)
+{
+    if (!(avg_len > 0) || budget <= 0)
+        return n;
+    double fit = (double)budget / avg_len;
+    if (fit < 1.0)
+        return 1;
+    return fit < (double)n ? (unsigned)fit : n;
+}

@@ -20,6 +20,10 @@ unsigned prefetch_narrow(long concurrency);
 /* The prefetch to use given the average handler time ewma_s (0: unknown). */
 unsigned prefetch_choose(double ewma_s, unsigned current, long concurrency, long prefetch_max);
 
+/* n capped so that n messages of avg_len bytes on average fit in budget
+ * bytes (ASYA_MAX_INFLIGHT_BYTES); at least 1.  avg_len <= 0: n. */
+unsigned prefetch_fit_bytes(unsigned n, long budget, double avg_len);
+
 /* Moving average update with weight PREFETCH_EWMA_WEIGHT (first sample as is). */
 double prefetch_ewma(double ewma_s, double sample_s);
 

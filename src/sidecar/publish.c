@@ -35,6 +35,7 @@ static void message_done(struct sidecar *sc, struct message *m)
 {
     msgpool_release(&sc->pool, m);
     sc->stats.active = sc->pool.active;
+    sc->stats.inflight_bytes = (int64_t)sc->pool.bytes;
     sidecar_check_drained(sc);
 }
 
@@ -471,5 +472,6 @@ bool publish_grace_over(struct sidecar *sc)
     sc->pool.waiting.head = sc->pool.waiting.tail = NULL;
     sc->pool.parked.head = sc->pool.parked.tail = NULL;
     sc->stats.active = sc->pool.active;
+    sc->stats.inflight_bytes = (int64_t)sc->pool.bytes;
     return confirming == 0;
 }

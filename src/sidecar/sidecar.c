@@ -204,6 +204,7 @@ static void drop_all(struct sidecar *sc)
     msgpool_release_all(&sc->pool);
     confirm_reset(&sc->confirms);
     sc->stats.active = 0;
+    sc->stats.inflight_bytes = 0;
 }
 
 /* Tear down after a lost connection, then reconnect with backoff. */
@@ -315,23 +316,41 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* ---- automatic prefetch --------------------------------------------------------------- */
 
-static void prefetch_adapt_cb(struct ev_loop *loop, ev_timer *w, int revents)
+void sidecar_prefetch_adapt(struct sidecar *sc)
 {
-    struct sidecar *sc = ev_userdata(loop);
-    (void)w;
-    (void)revents;
     if (!broker_connected(sc->broker))
         return;
-    unsigned n =
-        prefetch_choose(sc->ewma_exec, sc->prefetch, sc->cfg->concurrency, sc->cfg->prefetch_max);
+    const struct sidecar_config *cfg = sc->cfg;
+    if (!sc->prefetch_want)
+        sc->prefetch_want = sc->prefetch;
+    if (cfg->prefetch_auto)
+        sc->prefetch_want =
+            prefetch_choose(sc->ewma_exec, sc->prefetch_want, cfg->concurrency, cfg->prefetch_max);
+    unsigned n = prefetch_fit_bytes(sc->prefetch_want, cfg->max_inflight_bytes, sc->ewma_len);
+    /* After a delivery was sent back for its bytes: no more than is held now,
+     * until half the budget is free again (else the broker sends it straight back). */
+    if (sc->bytes_capped && sc->pool.bytes > (size_t)cfg->max_inflight_bytes / 2) {
+        unsigned held = sc->pool.active ? sc->pool.active : 1;
+        if (held < n)
+            n = held;
+    } else {
+        sc->bytes_capped = false;
+    }
     if (n == sc->prefetch)
         return;
     char err[256];
-    log_info("prefetch %u -> %u (handler %.2f ms on average)", sc->prefetch, n,
-             sc->ewma_exec * 1e3);
+    log_info("prefetch %u -> %u (handler %.2f ms, messages %.0f bytes on average)", sc->prefetch, n,
+             sc->ewma_exec * 1e3, sc->ewma_len);
     sc->prefetch = n;
     if (broker_set_prefetch(sc->broker, n, err, sizeof err))
         sidecar_broker_fail(sc, err);
+}
+
+static void prefetch_adapt_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    sidecar_prefetch_adapt(ev_userdata(loop));
 }
 
 /* ---- health ------------------------------------------------------------------------ */
@@ -440,8 +459,8 @@ int sidecar_run(struct sidecar *sc)
     ev_prepare_start(sc->loop, &sc->prepare);
     ev_timer_start(sc->loop, &sc->heartbeat);
     ev_timer_start(sc->loop, &sc->runtime_probe);
-    if (sc->cfg->prefetch_auto)
-        ev_timer_start(sc->loop, &sc->prefetch_adapt);
+    /* Always: a configured prefetch is still held within ASYA_MAX_INFLIGHT_BYTES. */
+    ev_timer_start(sc->loop, &sc->prefetch_adapt);
     if (sc->cfg->metrics_enabled)
         rtstats_start(sc->rtstats);
     ev_signal_start(sc->loop, &sc->sigterm);

@@ -16,6 +16,7 @@
 #include "confirm.h"
 #include "config.h"
 #include "httpd.h"
+#include "memreject.h"
 #include "metrics.h"
 #include "msgpool.h"
 #include "routing.h"
@@ -50,8 +51,12 @@ struct sidecar {
     ev_timer prefetch_adapt;
     ev_signal sigterm, sigint;
 
-    double ewma_exec;  /* the handler's moving average time (automatic prefetch) */
-    unsigned prefetch; /* current */
+    double ewma_exec;       /* the handler's moving average time (automatic prefetch) */
+    unsigned prefetch;      /* current */
+    unsigned prefetch_want; /* the automatic (or configured) choice, before the bytes cap */
+    double ewma_len;        /* moving average body size (prefetch within ASYA_MAX_INFLIGHT_BYTES) */
+    bool bytes_capped;      /* a delivery was sent back for its bytes: prefetch held low */
+    struct memreject memrej;
 
     long reconnect_attempt;
     double runtime_backoff;
@@ -77,6 +82,9 @@ void sidecar_broker_fail(struct sidecar *sc, const char *why);
 /* The runtime could not be reached: pause consuming until it answers. */
 void sidecar_runtime_down(struct sidecar *sc, const char *why);
 void sidecar_update_ready(struct sidecar *sc);
+/* Reconsider the prefetch now (the automatic choice or the configured one,
+ * then what fits in ASYA_MAX_INFLIGHT_BYTES) and send basic.qos if it changed. */
+void sidecar_prefetch_adapt(struct sidecar *sc);
 /* A message was settled: exit when shutting down and nothing is left. */
 void sidecar_check_drained(struct sidecar *sc);
 

@@ -85,6 +85,18 @@ static void test_prefetch_choice(void **state)
     assert_int_equal(prefetch_choose(0.03, 10, 4, 256), 10);
 }
 
+static void test_prefetch_fit_bytes(void **state)
+{
+    (void)state;
+    long budget = 32L << 20;
+    assert_int_equal(prefetch_fit_bytes(256, budget, 0), 256);              /* nothing seen yet */
+    assert_int_equal(prefetch_fit_bytes(256, budget, 200), 256);            /* small: no cap */
+    assert_int_equal(prefetch_fit_bytes(256, budget, 1 << 20), 32);         /* 1 MiB: 32 fit */
+    assert_int_equal(prefetch_fit_bytes(256, budget, 16 << 20), 2);         /* 16 MiB: 2 */
+    assert_int_equal(prefetch_fit_bytes(256, budget, 64.0 * (1 << 20)), 1); /* never 0 */
+    assert_int_equal(prefetch_fit_bytes(4, budget, 1 << 20), 4);            /* below the cap */
+}
+
 static void test_prefetch_ewma(void **state)
 {
     (void)state;
@@ -101,6 +113,7 @@ int main(void)
         cmocka_unit_test(test_size_limit_is_inclusive),
         cmocka_unit_test(test_attempts_used_up_is_poison_after_parse),
         cmocka_unit_test(test_prefetch_choice),
+        cmocka_unit_test(test_prefetch_fit_bytes),
         cmocka_unit_test(test_prefetch_ewma),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

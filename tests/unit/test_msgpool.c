@@ -49,13 +49,17 @@ static void test_take_release_and_exhaustion(void **state)
     assert_null(msgpool_take(&p, "x", 1, &nomem));
     assert_false(nomem); /* empty pool, not out of memory */
     assert_int_equal(p.active, 2);
+    assert_int_equal(p.bytes, 5); /* body bytes held, for ASYA_MAX_INFLIGHT_BYTES */
     msgpool_release(&p, a);
     assert_int_equal(p.active, 1);
+    assert_int_equal(p.bytes, 0);
     assert_int_equal(a->state, MSG_FREE);
     struct message *c = take(&p, "again", 3);
     assert_ptr_equal(c, a); /* the buffer is reused */
+    assert_int_equal(p.bytes, 5);
     msgpool_release_all(&p);
     assert_int_equal(p.active, 0);
+    assert_int_equal(p.bytes, 0);
     msgpool_free(&p);
     msgpool_free(&p); /* twice is fine */
 }
