@@ -26,8 +26,17 @@ void memreject_add(struct memreject *r, uint64_t h)
         r->count[i]++;
         return;
     }
+    /* A free slot if there is one (the ring turns with every new entry, so
+     * the slot at next may still be live); else the one at next, the oldest. */
     unsigned s = r->next;
-    r->next = (r->next + 1) % MEMREJECT_SLOTS;
+    for (unsigned k = 0; r->used < MEMREJECT_SLOTS && k < MEMREJECT_SLOTS; k++) {
+        unsigned c = (r->next + k) % MEMREJECT_SLOTS;
+        if (!r->count[c]) {
+            s = c;
+            break;
+        }
+    }
+    r->next = (s + 1) % MEMREJECT_SLOTS;
     if (!r->count[s])
         r->used++;
     r->hash[s] = h;

@@ -56,12 +56,27 @@ static void test_bounded_oldest_make_room(void **state)
     assert_int_equal(memreject_take(&r, 5), 1);
 }
 
+static void test_live_entries_outlive_turns_of_the_ring(void **state)
+{
+    (void)state;
+    struct memreject r;
+    memset(&r, 0, sizeof r);
+    memreject_add(&r, 1000); /* one message sent back and not yet seen again */
+    /* Many more come and go (sent back, redelivered, taken): the ring turns. */
+    for (uint64_t h = 1; h <= 3 * MEMREJECT_SLOTS; h++) {
+        memreject_add(&r, h);
+        assert_int_equal(memreject_take(&r, h), 1);
+    }
+    assert_int_equal(memreject_take(&r, 1000), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hash),
         cmocka_unit_test(test_add_take),
         cmocka_unit_test(test_bounded_oldest_make_room),
+        cmocka_unit_test(test_live_entries_outlive_turns_of_the_ring),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
