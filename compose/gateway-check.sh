@@ -41,6 +41,7 @@ echo
 echo "\$ curl -sS -N $GW/jobs/$job/stream"
 stream=$(curl -sS -N -m 90 "$GW/jobs/$job/stream") || { say "the stream did not end within 90 s"; echo "$stream"; exit 1; }
 echo "$stream"
+# shellcheck disable=SC2034 # read below as ${!what}
 final=$(grep '^data:' <<<"$stream" | tail -n 1)
 
 echo
@@ -55,7 +56,7 @@ for what in final record; do
         say "the $what is not Succeeded"
         ok=
     fi
-    if ! grep -Eq "\"result\": ?\{[^}]*\"value\": ?$WANT[,}]" <<<"$text"; then
+    if ! grep -Eq "\"result\": ?\{[^}]*\"value\": ?${WANT}[,}]" <<<"$text"; then
         say "the $what has no result with value $WANT"
         ok=
     fi
