@@ -3,10 +3,12 @@
  *
  *   asya-bench declare  URL QUEUE...                  declare exchange asya + durable queues
  *                                                     bound by name, and purge them
- *   asya-bench preload  URL QUEUE N ACTORS            publish N ~200-byte envelopes (route
- *                                                     ACTORS, comma-separated, current 0),
+ *   asya-bench preload  URL QUEUE N ACTORS [SIZE]     publish N envelopes of about SIZE bytes
+ *                                                     (default 200; route ACTORS,
+ *                                                     comma-separated, current 0),
  *                                                     persistent, confirms pipelined; each
- *                                                     with a job_id when BENCH_JOB_IDS is set
+ *                                                     with a job_id when BENCH_JOB_IDS is set,
+ *                                                     payload.count = K when BENCH_PAYLOAD_COUNT=K
  *   asya-bench drain    URL IN SINK N TIMEOUT_S       poll both queues (passive declare);
  *                                                     time from the first message leaving IN
  *                                                     until SINK holds N; prints seconds
@@ -14,9 +16,10 @@
  *                                                     MODE none | batch | pipe (see relay())
  *   asya-bench latency  URL IN OUT COUNT ACTORS       one message in flight: publish to IN,
  *                                                     wait for it on OUT; prints p50/p99 in us
- *   asya-bench verify   URL SINK N ORDERED            consume SINK (no-ack) and check that the
- *                                                     ids are exactly b-0..b-(N-1), each once,
- *                                                     and in order when ORDERED is 1
+ *   asya-bench verify   URL SINK N ORDERED [COPIES]   consume SINK (no-ack) and check that the
+ *                                                     ids are exactly b-0..b-(N-1), each once
+ *                                                     (COPIES times: a fan-out's children are
+ *                                                     b-<i>-<k>), in order when ORDERED is 1
  *   asya-bench count    URL QUEUE                     print the queue's ready message count
  *
  * Every tool publishes like asya-sidecar does: exchange asya, routing key =
@@ -125,8 +128,9 @@ static long queue_count(amqp_connection_state_t c, const char *queue)
     return ok ? (long)ok->message_count : -1;
 }
 
-/* ~200-byte envelope number i. */
-static size_t make_envelope(char *buf, size_t cap, long i, const char *actors_csv)
+/* Envelope number i of about `size` bytes (at least ~150: the fields come first,
+ * then payload.data is padded with 'x'); buf holds at least size + 1024. */
+static size_t make_envelope(char *buf, size_t cap, long i, const char *actors_csv, size_t size)
 {
     char actors[512];
     size_t a = 0;
@@ -147,14 +151,22 @@ static size_t make_envelope(char *buf, size_t cap, long i, const char *actors_cs
     char job[48] = "";
     if (getenv("BENCH_JOB_IDS"))
         snprintf(job, sizeof job, "\"job_id\":\"bench-job-%ld\",", i);
+    /* BENCH_PAYLOAD_COUNT=K: fanout_handler's result count (bench row o). */
+    char fan[40] = "";
+    const char *k = getenv("BENCH_PAYLOAD_COUNT");
+    if (k && *k)
+        snprintf(fan, sizeof fan, "\"count\":%ld,", atol(k));
     int n = snprintf(buf, cap,
                      "{\"id\":\"b-%ld\",%s\"route\":{\"actors\":[%s],\"current\":0},"
                      "\"headers\":{\"trace_id\":\"bench-%08ld\"},"
-                     "\"payload\":{\"seq\":%ld,\"data\":\"",
-                     i, job, actors, i, i);
+                     "\"payload\":{\"seq\":%ld,%s\"data\":\"",
+                     i, job, actors, i, i, fan);
     size_t len = (size_t)n;
-    while (len < 192 && len < cap - 8)
-        buf[len++] = 'x';
+    size_t pad = size > 8 ? size - 8 : 0; /* 200 -> 192, as before sizes existed */
+    if (len < pad && pad < cap - 8) {
+        memset(buf + len, 'x', pad - len);
+        len = pad;
+    }
     len += (size_t)snprintf(buf + len, cap - len, "\"}}");
     return len;
 }
@@ -203,21 +215,29 @@ static void wait_confirms(amqp_connection_state_t c, uint64_t seq, uint64_t *con
     }
 }
 
-static int cmd_preload(const char *url, const char *queue, long n, const char *actors)
+static int cmd_preload(const char *url, const char *queue, long n, const char *actors,
+                       size_t size)
 {
     amqp_connection_state_t c = connect_url(url);
     amqp_confirm_select(c, CH);
     check_reply(c, "confirm.select");
-    char buf[1024];
+    size_t cap = size + 1024;
+    char *buf = malloc(cap);
+    if (!buf)
+        die("%s", "out of memory");
+    /* Pipelined: at most ~2000 (or ~64 MiB) unconfirmed. */
+    uint64_t window = 2000;
+    if (size > 32768)
+        window = (uint64_t)(64u << 20) / size + 1;
     uint64_t confirmed = 0;
     double t0 = now_s();
     for (long i = 0; i < n; i++) {
-        size_t len = make_envelope(buf, sizeof buf, i, actors);
+        size_t len = make_envelope(buf, cap, i, actors, size);
         check_status(publish(c, queue, buf, len, 1), "publish");
-        /* Pipelined: keep at most 2000 unconfirmed. */
-        if ((uint64_t)(i + 1) > confirmed + 2000)
-            wait_confirms(c, (uint64_t)(i + 1) - 1000, &confirmed);
+        if ((uint64_t)(i + 1) > confirmed + window)
+            wait_confirms(c, (uint64_t)(i + 1) - window / 2, &confirmed);
     }
+    free(buf);
     wait_confirms(c, (uint64_t)n, &confirmed);
     double t = now_s() - t0;
     printf("preloaded %ld in %.3f s (%.0f msg/s)\n", n, t, (double)n / t);
@@ -393,7 +413,7 @@ static int cmd_latency(const char *url, const char *in, const char *out, long co
     double *lat = calloc((size_t)count, sizeof *lat);
     char buf[1024];
     for (long i = 0; i < warm + count; i++) {
-        size_t len = make_envelope(buf, sizeof buf, i, actors);
+        size_t len = make_envelope(buf, sizeof buf, i, actors, 200);
         double t0 = now_s();
         check_status(publish(pc, in, buf, len, 0), "publish");
         amqp_envelope_t env;
@@ -420,7 +440,7 @@ static int cmd_latency(const char *url, const char *in, const char *out, long co
 
 /* ---- verify --------------------------------------------------------------- */
 
-static int cmd_verify(const char *url, const char *sink, long n, int ordered)
+static int cmd_verify(const char *url, const char *sink, long n, int ordered, long copies)
 {
     amqp_connection_state_t c = connect_url(url);
     amqp_basic_qos(c, CH, 0, 1000, 0);
@@ -428,9 +448,11 @@ static int cmd_verify(const char *url, const char *sink, long n, int ordered)
     amqp_basic_consume(c, CH, amqp_cstring_bytes(sink), amqp_empty_bytes, 0, 0, 0,
                        amqp_empty_table);
     check_reply(c, "basic.consume");
-    unsigned char *seen = calloc((size_t)n, 1);
+    if (copies < 1 || copies > 65535)
+        die("%s", "COPIES must be 1..65535");
+    unsigned short *seen = calloc((size_t)n, sizeof *seen);
     long got = 0, dup = 0, bad = 0, reordered = 0, last = -1;
-    while (got < n) {
+    while (got < n * copies) {
         amqp_envelope_t env;
         amqp_maybe_release_buffers(c);
         struct timeval tv = {5, 0};
@@ -444,19 +466,19 @@ static int cmd_verify(const char *url, const char *sink, long n, int ordered)
         long id = p ? strtol(p + 8, NULL, 10) : -1;
         if (id < 0 || id >= n)
             bad++;
-        else if (seen[id]++)
+        else if (seen[id]++ >= copies)
             dup++;
         if (id >= 0 && id < last)
             reordered++;
         if (id > last)
             last = id;
-        if (got % 500 == 0 || got == n)
+        if (got % 500 == 0 || got == n * copies)
             amqp_basic_ack(c, CH, env.delivery_tag, 1);
         amqp_destroy_envelope(&env);
     }
     long missing = 0;
     for (long i = 0; i < n; i++)
-        missing += !seen[i];
+        missing += seen[i] < copies ? copies - seen[i] : 0;
     printf("got=%ld missing=%ld duplicates=%ld bad=%ld reordered=%ld\n", got, missing, dup, bad,
            reordered);
     free(seen);
@@ -469,16 +491,18 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 4 && strcmp(argv[1], "declare") == 0)
         return cmd_declare(argv[2], argc - 3, argv + 3);
-    if (argc == 6 && strcmp(argv[1], "preload") == 0)
-        return cmd_preload(argv[2], argv[3], atol(argv[4]), argv[5]);
+    if ((argc == 6 || argc == 7) && strcmp(argv[1], "preload") == 0)
+        return cmd_preload(argv[2], argv[3], atol(argv[4]), argv[5],
+                           argc == 7 ? (size_t)atol(argv[6]) : 200);
     if (argc == 7 && strcmp(argv[1], "drain") == 0)
         return cmd_drain(argv[2], argv[3], argv[4], atol(argv[5]), atof(argv[6]));
     if (argc == 8 && strcmp(argv[1], "relay") == 0)
         return cmd_relay(argv[2], argv[3], argv[4], atol(argv[5]), argv[6], atoi(argv[7]));
     if (argc == 7 && strcmp(argv[1], "latency") == 0)
         return cmd_latency(argv[2], argv[3], argv[4], atol(argv[5]), argv[6]);
-    if (argc == 6 && strcmp(argv[1], "verify") == 0)
-        return cmd_verify(argv[2], argv[3], atol(argv[4]), atoi(argv[5]));
+    if ((argc == 6 || argc == 7) && strcmp(argv[1], "verify") == 0)
+        return cmd_verify(argv[2], argv[3], atol(argv[4]), atoi(argv[5]),
+                          argc == 7 ? atol(argv[6]) : 1);
     if (argc == 4 && strcmp(argv[1], "count") == 0)
         return cmd_count(argv[2], argv[3]);
     fprintf(stderr, "usage: see the comment at the top of tests/bench/asya-bench.c\n");

@@ -40,19 +40,30 @@ BUILD = os.path.abspath(os.environ.get("ASYA_BUILD_DIR", os.path.join(ROOT, "bui
 BENCH = os.path.join(BUILD, "bench", "asya-bench")
 SIDECAR = os.path.join(BUILD, "bin", "asya-sidecar")
 RUNTIME = os.path.join(BUILD, "bin", "asya-runtime")
-HANDLER = os.path.join(BUILD, "lib", "asya", "test_handlers.so") + ":echo_handler"
+HANDLERS_SO = os.path.join(BUILD, "lib", "asya", "test_handlers.so")
+HANDLER = HANDLERS_SO + ":echo_handler"
 BROKER_SH = os.path.join(ROOT, "tests", "lib", "broker.sh")
 
 N = int(os.environ.get("BENCH_MESSAGES", "20000"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
-ROWS = set(os.environ.get("BENCH_ROWS", "a,b,c,d,e,g,h").split(","))
+DEFAULT_ROWS = "a,b,c,d,e,g,h,s,p,o,i"
+ROWS = set(os.environ.get("BENCH_ROWS", DEFAULT_ROWS).split(","))
 GW_DELAY = float(os.environ.get("BENCH_GW_SLOW_DELAY", "1.0"))
 AMQP_PORT = int(os.environ.get("BENCH_AMQP_PORT", "5699"))
 MGMT_PORT = int(os.environ.get("BENCH_MGMT_PORT", "15699"))
 URL = "amqp://guest:guest@127.0.0.1:%d/" % AMQP_PORT
 TUNED = os.environ.get("BENCH_TUNED", "ASYA_CONCURRENCY=2")
 PIPELINE = os.environ.get("BENCH_PIPELINE", "ASYA_CONCURRENCY=4")
+PIPELINE10 = os.environ.get("BENCH_PIPELINE10", PIPELINE)
 PY_RUNTIME = os.environ.get("BENCH_PY_RUNTIME", "")
+# Rows (s): payload sizes in bytes; messages per size scale down from N so each
+# run moves a few tens of MB at most (20000 -> 5000 / 1000 / 200).
+SIZES = [int(x) for x in os.environ.get("BENCH_SIZES", "1024,65536,1048576").split(",") if x]
+SIZE_DIV = {1024: 4, 65536: 20, 1048576: 100}
+PIPE10_N = int(os.environ.get("BENCH_PIPELINE10_MESSAGES", str(max(100, N // 4))))
+FANOUT = int(os.environ.get("BENCH_FANOUT", "100"))
+FANOUT_N = int(os.environ.get("BENCH_FANOUT_MESSAGES", str(max(20, N // 100))))
+INSTR_N = int(os.environ.get("BENCH_INSTR_MESSAGES", "2000"))
 PYTHON = os.environ.get("BENCH_PYTHON", "/usr/bin/python3")
 LAT_COUNT = 2000
 REPEAT_BUDGET = float(os.environ.get("BENCH_REPEAT_BUDGET", "95"))
@@ -136,6 +147,24 @@ def rss_kib(pid):
     return None
 
 
+def hwm_kib(pid):
+    """VmHWM: the process's peak resident set so far."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def size_n(size):
+    """Messages per run for payload size `size`."""
+    div = SIZE_DIV.get(size) or max(1, size * N // (20000 * 1024 * 4) or 1)
+    return max(20, N // div)
+
+
 def children(pid):
     try:
         with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
@@ -150,10 +179,13 @@ class Actor:
     """One asya-runtime (C, or a reference Python one) + asya-sidecar pair."""
     seq = 0
 
-    def __init__(self, name, settings, py_runtime=None):
+    def __init__(self, name, settings, py_runtime=None, handler=HANDLER, wrap_runtime=(),
+                 wrap_sidecar=()):
         Actor.seq += 1
         self.name = name
         self.settings = settings
+        self.wrap_sidecar = list(wrap_sidecar)
+        self.hwm = None  # the sidecar's largest VmHWM, read just before each stop
         self.tag = "%s-%d" % (name, Actor.seq)
         self.sock = os.path.join(workdir, self.tag + ".sock")
         ready = os.path.join(workdir, self.tag + ".ready")
@@ -165,10 +197,10 @@ class Actor:
             self.runtime = start([PYTHON, py_runtime], self.tag + "-runtime", env)
             wait_for = self.sock
         else:
-            env.update(ASYA_HANDLER=HANDLER, ASYA_READY_FILE=ready)
-            self.runtime = start([RUNTIME], self.tag + "-runtime", env)
+            env.update(ASYA_HANDLER=handler, ASYA_READY_FILE=ready)
+            self.runtime = start(list(wrap_runtime) + [RUNTIME], self.tag + "-runtime", env)
             wait_for = ready
-        deadline = time.time() + 20
+        deadline = time.time() + (120 if wrap_runtime else 20)
         while not os.path.exists(wait_for):
             if self.runtime.poll() is not None or time.time() > deadline:
                 raise RuntimeError("runtime %s did not start:\n%s"
@@ -181,12 +213,15 @@ class Actor:
                    ASYA_SOCKET_PATH=self.sock, ASYA_METRICS_ENABLED="false",
                    ASYA_LOG_LEVEL="WARNING")
         env.update({k: v for k, v in self.settings.items() if k != "ASYA_RUNTIME_WORKERS"})
-        self.sidecar = start([SIDECAR], self.tag + "-sidecar", env)
+        self.sidecar = start(self.wrap_sidecar + [SIDECAR], self.tag + "-sidecar", env)
 
     def stop_sidecar(self):
         self.check_alive()
         if self.sidecar:
-            stop(self.sidecar)
+            h = hwm_kib(self.sidecar.pid)
+            if h is not None and (self.hwm is None or h > self.hwm):
+                self.hwm = h
+            stop(self.sidecar, 120 if self.wrap_sidecar else 15)
             rc = self.sidecar.returncode
             self.sidecar = None
             if rc != 0:
@@ -210,18 +245,23 @@ class Actor:
 
     def close(self):
         self.stop_sidecar()
-        stop(self.runtime)
+        stop(self.runtime, 120 if self.wrap_sidecar else 15)
 
 
 # ---- one timed drain ------------------------------------------------------------
 
-def timed_drain(in_queue, sink, actors, start_consumers, stop_consumers, verify_order=None):
-    """Preload N into in_queue, start the consumers, time until sink holds N.
-    Returns msg/s.  verify_order: None = no id check, False = ids only,
+def timed_drain(in_queue, sink, actors, start_consumers, stop_consumers, verify_order=None,
+                n=None, size=200, copies=1, timeout=None):
+    """Preload n (default N) envelopes of ~size bytes into in_queue, start the
+    consumers, time until sink holds n * copies (copies: results per input).
+    Returns input msg/s.  verify_order: None = no id check, False = ids only,
     True = ids and order."""
+    n_in = N if n is None else n
+    total = n_in * copies  # expected in the sink
     bench("declare", URL, in_queue, sink)
-    bench("preload", URL, in_queue, N, actors)
-    drain = subprocess.Popen([BENCH, "drain", URL, in_queue, sink, str(N), str(DRAIN_TIMEOUT)],
+    bench("preload", URL, in_queue, n_in, actors, size)
+    drain = subprocess.Popen([BENCH, "drain", URL, in_queue, sink, str(total),
+                              str(timeout or DRAIN_TIMEOUT)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     procs.append((drain, "drain"))
     time.sleep(0.05)  # its first poll sees the full queue
@@ -232,34 +272,36 @@ def timed_drain(in_queue, sink, actors, start_consumers, stop_consumers, verify_
         raise RuntimeError("drain %s -> %s: %s%s" % (in_queue, sink, out, err))
     fields = out.split()
     secs, got = float(fields[0]), int(fields[1])
-    if len(fields) > 2:  # timed out: stop, then check that sink + input still hold N
+    if len(fields) > 2:  # timed out: stop, then check that sink + input still hold total
         stop_consumers(force=True)
         left_after = count(in_queue)
         in_sink = count(sink)
-        if in_sink + left_after != N:
+        if in_sink + left_after * copies != total:
             raise RuntimeError("lost or duplicated after a timeout: sink %d + input %d != %d"
-                               % (in_sink, left_after, N))
+                               % (in_sink, left_after, total))
         notes.append("%s -> %s: only %d of %d in %.0f s (DRAIN_TIMEOUT); rate from those; "
-                     "sink %d + input %d after stop = %d" % (in_queue, sink, got, N, secs,
-                                                            in_sink, left_after, N))
+                     "sink %d + input %d after stop = %d" % (in_queue, sink, got, total, secs,
+                                                            in_sink, left_after, total))
         bench("declare", URL, in_queue, sink)  # purge for the next run
-        return got / secs
+        return got / copies / secs
     left_running = count(in_queue)
     stop_consumers(force=False)
     left_after = count(in_queue)
     in_sink = count(sink)
-    if got != N or left_running != 0 or left_after != 0 or in_sink != N:
+    if got != total or left_running != 0 or left_after != 0 or in_sink != total:
         raise RuntimeError("lost or duplicated: sink %s (then %d) of %d; input %d while running,"
-                           " %d after stop" % (got, in_sink, N, left_running, left_after))
+                           " %d after stop" % (got, in_sink, total, left_running, left_after))
     if verify_order is not None:
-        r = bench("verify", URL, sink, N, 0, check=False)
+        r = bench("verify", URL, sink, n_in, 0, copies, check=False)
         if r.returncode != 0:
             raise RuntimeError("verify %s: %s%s" % (sink, r.stdout, r.stderr))
         if verify_order:
             ORDER.append((LABEL[0], "reordered=0" in r.stdout))
-        checks.append("%-10s %s -> %s: %s%s" % (LABEL[0], in_queue, sink, r.stdout.strip(),
-                                                " (order checked)" if verify_order else ""))
-    return N / secs
+        checks.append("%-10s %s -> %s: %s%s%s" % (
+            LABEL[0], in_queue, sink, r.stdout.strip(),
+            " (order checked)" if verify_order else "",
+            " (each id %d times)" % copies if copies > 1 else ""))
+    return n_in / secs
 
 
 checks = []
@@ -280,12 +322,14 @@ def repeat(fn):
     return statistics.median(rates), rates
 
 
-def row_relay(mode):
+def row_relay(mode, n=None, size=200, ordered=True):
+    n = N if n is None else n
+
     def once(i, last):
         p = []
 
         def go():
-            p.append(start([BENCH, "relay", URL, "relay-in", "relay-out", str(N), mode, "100"],
+            p.append(start([BENCH, "relay", URL, "relay-in", "relay-out", str(n), mode, "100"],
                            "relay-" + mode))
 
         def done(force):
@@ -297,18 +341,20 @@ def row_relay(mode):
             if p[0].returncode != 0:
                 raise RuntimeError("relay failed:\n" + tail("relay-" + mode))
         return timed_drain("relay-in", "relay-out", "relay-in", go, done,
-                           True if i == 0 else None)
+                           ordered if i == 0 else None, n=n, size=size)
     return repeat(once)
 
 
-def row_actor(name, settings, keep=False, py_runtime=None, ordered=None):
-    actor = Actor(name, settings, py_runtime)
+def row_actor(name, settings, keep=False, py_runtime=None, ordered=None, n=None, size=200,
+              handler=HANDLER, copies=1, hwm=None):
+    """hwm: a list that gets the sidecar's peak VmHWM over the runs (KiB)."""
+    actor = Actor(name, settings, py_runtime, handler=handler)
     try:
         def once(i, last):
             return timed_drain(name, "happy-end", name, actor.start_sidecar,
                                lambda force: None if keep and last and not force
                                else actor.stop_sidecar(),
-                               ordered if i == 0 else None)
+                               ordered if i == 0 else None, n=n, size=size, copies=copies)
         med, rates = repeat(once)
     except BaseException:
         actor.close()
@@ -316,12 +362,21 @@ def row_actor(name, settings, keep=False, py_runtime=None, ordered=None):
     if keep:
         return med, rates, actor
     actor.close()
+    if hwm is not None:
+        hwm.append(actor.hwm)
     return med, rates, None
 
 
-def row_pipeline(settings):
-    names = ["bench-p1", "bench-p2", "bench-p3"]
-    actors = [Actor(n, settings) for n in names]
+def row_pipeline(settings, k=3, n=None):
+    names = ["bench-p%d" % (j + 1) for j in range(k)]
+    actors = []
+    try:
+        for name in names:
+            actors.append(Actor(name, settings))
+    except BaseException:
+        for a in actors:
+            a.close()
+        raise
     try:
         bench("declare", URL, *names)
 
@@ -334,7 +389,7 @@ def row_pipeline(settings):
                 a.stop_sidecar()
         ordered = settings.get("ASYA_CONCURRENCY", "1") == "1"
         med, rates = repeat(lambda i, last: timed_drain(names[0], "happy-end", ",".join(names), go,
-                                                  done, ordered if i == 0 else None))
+                                                        done, ordered if i == 0 else None, n=n))
         for n in names[1:]:
             if count(n) != 0:
                 raise RuntimeError("pipeline queue %s not empty" % n)
@@ -342,6 +397,109 @@ def row_pipeline(settings):
     finally:
         for a in actors:
             a.close()
+
+
+# ---- rows (s), (o), (i) ------------------------------------------------------------
+
+def fmt_size(size):
+    if size % 1048576 == 0:
+        return "%d MiB" % (size // 1048576)
+    if size % 1024 == 0:
+        return "%d KiB" % (size // 1024)
+    return "%d B" % size
+
+
+def rows_sizes():
+    """(s) for each payload size: the bare relay with pipelined confirms, then the
+    echo actor with defaults and its sidecar's peak RSS.  Returns
+    {size: (n, relay (med, rates), actor (med, rates), hwm KiB)}."""
+    out = {}
+    for size in SIZES:
+        n = size_n(size)
+        log("row (s) %s x %d: relay pipe" % (fmt_size(size), n))
+        LABEL[0] = "(s) %s" % fmt_size(size)
+        relay = row_relay("pipe", n=n, size=size, ordered=False)
+        log("row (s) %s x %d: echo actor, defaults" % (fmt_size(size), n))
+        hwm = []
+        med, rates, _ = row_actor("bench-echo", {}, ordered=False, n=n, size=size, hwm=hwm)
+        out[size] = (n, relay, (med, rates), hwm[0])
+    return out
+
+
+def row_fanout():
+    """(o) fanout_handler answering FANOUT results per input, defaults, into
+    happy-end.  Returns (input msg/s median, rates)."""
+    os.environ["BENCH_PAYLOAD_COUNT"] = str(FANOUT)  # read by asya-bench preload
+    try:
+        med, rates, _ = row_actor("bench-fanout", {}, ordered=False, n=FANOUT_N,
+                                  handler=HANDLERS_SO + ":fanout_handler", copies=FANOUT)
+    finally:
+        del os.environ["BENCH_PAYLOAD_COUNT"]
+    return med, rates
+
+
+def callgrind_total(path):
+    """A callgrind.out's total Ir (its "totals:" or "summary:" line)."""
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith(("totals:", "summary:")):
+                return int(line.split()[1])
+    return None
+
+
+def instr_once(n, tag):
+    """One callgrind run of n messages: total Ir of (sidecar, supervisor, workers),
+    number of worker processes."""
+    cg = os.path.join(workdir, "callgrind-" + tag)
+    os.makedirs(cg, exist_ok=True)
+    vg = ["valgrind", "--tool=callgrind", "--quiet"]
+    actor = Actor("bench-echo", {},
+                  wrap_runtime=vg + ["--trace-children=yes",
+                                     "--callgrind-out-file=%s/runtime.%%p" % cg],
+                  wrap_sidecar=vg + ["--callgrind-out-file=%s/sidecar.%%p" % cg])
+    try:
+        timed_drain("bench-echo", "happy-end", "bench-echo", actor.start_sidecar,
+                    lambda force: actor.stop_sidecar(), False if tag == "main" else None,
+                    n=n, timeout=600)
+        sup_pid = actor.runtime.pid
+    finally:
+        actor.close()
+    side = sup = work = workers = 0
+    for f in os.listdir(cg):
+        total = callgrind_total(os.path.join(cg, f))
+        if total is None:
+            raise RuntimeError("row (i): no totals in %s (did it exit cleanly?)" % f)
+        if f.startswith("sidecar."):
+            side += total
+        elif f == "runtime.%d" % sup_pid:
+            sup += total
+        else:
+            work += total
+            workers += 1
+    if not side or not sup or not workers:
+        raise RuntimeError("row (i): callgrind outputs missing: %s" % sorted(os.listdir(cg)))
+    keep = os.path.join(BUILD, "bench", "callgrind-" + tag)
+    shutil.rmtree(keep, ignore_errors=True)
+    shutil.copytree(cg, keep)
+    return (side, sup, work), workers
+
+
+def row_instr():
+    """(i) callgrind, echo actor with defaults, ~200-byte messages: total
+    instructions (Ir) of the sidecar, of the runtime supervisor and of its
+    worker(s) (the supervisor re-executes itself with --worker, followed with
+    --trace-children=yes; one callgrind.out per pid, kept in <build>/bench/).
+    Two runs, INSTR_N/10 and INSTR_N messages: per message is the difference
+    divided by the difference in messages, so start-up and shutdown cancel out;
+    total / INSTR_N of the big run is shown too.  Returns
+    {"marginal": (s, sup, w), "total": (s, sup, w), "workers": k, "secs": t}."""
+    t0 = time.time()
+    small = max(1, INSTR_N // 10)
+    lo, _ = instr_once(small, "small")
+    hi, workers = instr_once(INSTR_N, "main")
+    return {"marginal": tuple((h - l_) / (INSTR_N - small) for h, l_ in zip(hi, lo)),
+            "total": tuple(h / INSTR_N for h in hi), "workers": workers,
+            "secs": time.time() - t0}
 
 
 # ---- gateways for rows (h) ---------------------------------------------------------
@@ -428,7 +586,7 @@ def fmt_settings(s):
     return " ".join("%s=%s" % kv for kv in sorted(s.items())) or "defaults"
 
 
-def report(rows, lat, rss, elapsed):
+def report(rows, lat, rss, elapsed, extra):
     base = rows.get("a0")
     base_rate = base[0] if base else None
     w = 78
@@ -448,6 +606,7 @@ def report(rows, lat, rss, elapsed):
         ("b", "(b) echo actor, default settings"),
         ("c", "(c) echo actor, tuned"),
         ("d", "(d) pipeline echo->echo->echo, end to end"),
+        ("p", "(p) pipeline of 10 echo actors, end to end"),
         ("g", "(g) echo actor, reference Python runtime"),
         ("h0", "(h) echo actor, every message a job, no gateway"),
         ("h1", "(h) same, gateway answering after %.1f s" % GW_DELAY),
@@ -464,6 +623,9 @@ def report(rows, lat, rss, elapsed):
         print("%-52s %9.0f %7s  runs %s" % (label, med, ratio, spread))
     print("    (c) settings: %s" % fmt_settings(parse_settings(TUNED)))
     print("    (d) settings: %s (each actor)" % fmt_settings(parse_settings(PIPELINE)))
+    if "p" in rows:
+        print("    (p) settings: %s (each actor); %d messages per run"
+              % (fmt_settings(parse_settings(PIPELINE10)), PIPE10_N))
     if "g" in rows:
         print("    (g) settings: defaults; runtime %s" % PY_RUNTIME)
     if lat:
@@ -477,8 +639,49 @@ def report(rows, lat, rss, elapsed):
         print("(f) VmRSS after the runs (KiB)           sidecar  runtime  worker")
         for label, (s, r, wk) in rss:
             print("    %-36s %7s  %7s  %6s" % (label, s, r, wk))
+    sizes = extra.get("s")
+    if sizes:
+        print("-" * w)
+        print("(s) payload sizes: bare relay, confirms pipelined (as a2) vs echo actor, defaults;")
+        print("    fewer messages for bigger sizes; MB = 10^6 bytes of envelope; peak RSS =")
+        print("    the sidecar's VmHWM just before it was stopped (KiB)")
+        print("    %-7s %6s %8s %7s %8s %7s %6s %8s" % ("size", "msgs", "relay/s", "MB/s",
+                                                     "actor/s", "MB/s", "x rel", "HWM KiB"))
+        for size, (n, relay, actor, hwm) in sorted(sizes.items()):
+            nbytes = size - 5  # asya-bench's envelope: size - 8 bytes up to the data, then "}}
+            print("    %-7s %6d %8.0f %7.1f %8.0f %7.1f %6.2f %8s  runs %s | %s"
+                  % (fmt_size(size), n, relay[0], relay[0] * nbytes / 1e6, actor[0],
+                     actor[0] * nbytes / 1e6, actor[0] / relay[0], hwm,
+                     "/".join("%.0f" % r for r in relay[1]),
+                     "/".join("%.0f" % r for r in actor[1])))
+    fan = extra.get("o")
+    if fan:
+        print("-" * w)
+        print("(o) fan-out: fanout_handler, %d results per input, defaults, into happy-end"
+              % FANOUT)
+        print("    %d inputs -> %d outputs per run: input %.1f msg/s, output %.0f msg/s  runs %s"
+              % (FANOUT_N, FANOUT_N * FANOUT, fan[0], fan[0] * FANOUT,
+                 "/".join("%.1f" % r for r in fan[1])))
+    instr = extra.get("i")
     print("-" * w)
-    print("targets (issue 7; (h) issue 15)")
+    if instr:
+        print("(i) instructions per message, callgrind Ir, echo actor, defaults, ~200 B (%.0f s)"
+              % instr["secs"])
+        print("    %-40s %8s %10s %8s" % ("", "sidecar", "supervisor", "worker"))
+        print("    %-40s %8.0f %10.0f %8.0f" % (
+            "per message: (Ir(%d) - Ir(%d)) / %d" % (INSTR_N, max(1, INSTR_N // 10),
+                                                     INSTR_N - max(1, INSTR_N // 10)),
+            *instr["marginal"]))
+        print("    %-40s %8.0f %10.0f %8.0f" % ("Ir(%d) / %d, start-up included"
+                                              % (INSTR_N, INSTR_N), *instr["total"]))
+        if instr["workers"] > 1:
+            print("    (worker: %d worker processes summed)" % instr["workers"])
+    elif "i" in ROWS:
+        print("(i) instructions per message: skipped, valgrind not found")
+    else:
+        print("(i) instructions per message: not run (BENCH_ROWS without i)")
+    print("-" * w)
+    print("targets (issue 7; (h) issue 15; the last block issue 16)")
 
     def target(name, ok, detail):
         if ok is None:
@@ -512,9 +715,33 @@ def report(rows, lat, rss, elapsed):
         s, r, _ = rss[0][1]
         target("(f) sidecar RSS <= 8 MiB", s is not None and s <= 8192, "%s KiB" % s)
         target("(f) runtime supervisor RSS <= 4 MiB", r is not None and r <= 4096, "%s KiB" % r)
+    # issue 16
+    if instr:
+        side, sup, _ = instr["marginal"]
+        target("(i) sidecar <= 40 000 instructions/msg", side <= 40000, "%.0f" % side)
+        target("(i) supervisor <= 5 000 instructions/msg", sup <= 5000, "%.0f" % sup)
+    else:
+        target("(i) sidecar / supervisor instructions/msg", None, "row (i) not run")
+    a2 = rows.get("a2", (None,))[0]
+    if b and a2:
+        target("(b) >= 0.9 x (a2) relay, confirms pipelined", b >= 0.9 * a2,
+               "%.0f vs %.0f" % (b, 0.9 * a2))
+    d = rows.get("d", (None,))[0]
+    if d and base_rate:
+        target("(d) 3 actors >= 0.3 x (a0) no confirms", d >= 0.3 * base_rate,
+               "%.0f vs %.0f" % (d, 0.3 * base_rate))
+    if sizes and 1048576 in sizes:
+        n, relay, actor, hwm = sizes[1048576]
+        target("(s) 1 MiB: actor MB/s >= 0.8 x relay (pipe)", actor[0] >= 0.8 * relay[0],
+               "%.1f vs %.1f MB/s" % (actor[0] * (1048576 - 5) / 1e6,
+                                      0.8 * relay[0] * (1048576 - 5) / 1e6))
+        target("(s) 1 MiB: sidecar peak RSS <= 64 MiB", hwm is not None and hwm <= 65536,
+               "%s KiB" % hwm)
     print("-" * w)
-    print("nothing lost: every run's sink held exactly %d, its input queue was empty while" % N)
-    print("the consumer ran and still empty after it stopped (0 unacked). id checks:")
+    print("nothing lost: every run's sink held exactly its N (%d; (s), (p), (o): see above;" % N)
+    print("(o): N x %d), its input queue was empty while the consumer ran and still empty"
+          % FANOUT)
+    print("after it stopped (0 unacked). id checks (first run of each row):")
     for c_ in checks:
         print("  " + c_)
     for n in notes:
@@ -580,7 +807,22 @@ def main():
         rows["g"] = (med, rates)
     if "h" in ROWS:
         rows_gateway(rows)
-    report(rows, lat, rss, time.time() - t_start)
+    extra = {}
+    if "s" in ROWS:
+        extra["s"] = rows_sizes()
+    if "p" in ROWS:
+        log("row (p) pipeline of 10, %d messages: %s" % (PIPE10_N, PIPELINE10))
+        LABEL[0] = "(p)"
+        rows["p"] = row_pipeline(parse_settings(PIPELINE10), k=10, n=PIPE10_N)
+    if "o" in ROWS:
+        log("row (o) fan-out %d per message, %d inputs" % (FANOUT, FANOUT_N))
+        LABEL[0] = "(o)"
+        extra["o"] = row_fanout()
+    if "i" in ROWS and shutil.which("valgrind"):
+        log("row (i) callgrind, %d then %d messages" % (max(1, INSTR_N // 10), INSTR_N))
+        LABEL[0] = "(i)"
+        extra["i"] = row_instr()
+    report(rows, lat, rss, time.time() - t_start, extra)
 
 
 def cleanup():
