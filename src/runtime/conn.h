@@ -2,26 +2,33 @@
  * conn.h - asya-runtime's client connections (sidecars, asya-invoke, probes).
  *
  * Owns: the listening socket and its file, and every client connection: its
- * fd, its per-client state and the framed, non-blocking reading of one
- * request and writing of its answer.
+ * fd, its per-client state, the noticing of a request and the writing of the
+ * supervisor's own answers (control requests, refusals, errors for workers
+ * that died).
  *
- * It does not know what a request means.  A complete request frame is handed
- * to the owner (the supervisor) through conn_events.request; the owner
- * answers it, then or later, with conn_send_answer.  While a request is out
- * the socket is only watched for the client leaving: pipelined input stays
- * unread until the answer is written (back-pressure instead of failure), and
- * the connection then stays open for the next request.
+ * It does not read requests for workers.  When a request arrives it looks
+ * at its first bytes with MSG_PEEK: a control request (small, whole) is read
+ * and handed to the owner to answer; a frame over the size limit is refused;
+ * any other request is left in the socket and the owner is told through
+ * conn_events.request, to lend the connection to a worker (handoff.h).  Only
+ * a small frame that arrives in pieces is read here (see handoff.h, the
+ * prefix).  While a request is out the socket is not read at all: pipelined
+ * input waits there (back-pressure instead of failure), and the connection
+ * is only watched for the client leaving (EPOLLRDHUP, so bytes waiting in
+ * the socket do not wake the loop: client sockets are in an epoll set of
+ * the server's own, see conn.c).
  *
  * A full listen backlog would make clients' connect() fail (EAGAIN), an
  * outage, so connections are accepted whenever file descriptors allow, also
- * while the owner's queue is full (conn_pause): then only reading requests
- * stops, and bytes wait in the clients' sockets.
+ * while the owner's queue is full (conn_pause): then only new requests are
+ * not taken, and their bytes wait in the clients' sockets.
  */
 #ifndef ASYA_CONN_H
 #define ASYA_CONN_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/queue.h>
 
 #include <ev.h>
@@ -31,33 +38,43 @@
 struct conn_server;
 struct worker;
 
+#define CONN_CONTROL_MAX 256 /* largest control request; smaller frames may be read here */
+
 enum conn_state {
-    CONN_READING, /* reading a request frame, or idle between requests */
-    CONN_WAITING, /* the request is with the owner, waiting for its answer */
-    CONN_WRITING, /* writing the answer */
+    CONN_READING,  /* waiting for a request, or idle between requests */
+    CONN_WAITING,  /* a request is with the owner: queued, lent to a worker, or control */
+    CONN_WRITING,  /* writing an answer of the supervisor's */
+    CONN_SKIPPING, /* dropping the rest of a request answered without a worker */
 };
 
 struct conn {
-    ev_io rio;               /* private; first member: callbacks cast back */
-    ev_io wio;               /* private */
+    ev_io wio;               /* private; first member */
     struct conn_server *srv; /* read-only: the server it belongs to */
-    int fd;                  /* private, owned */
+    int fd;                  /* read-only, owned; lent to workers (they get a copy) */
+    uint64_t id;             /* read-only: unique for the server's life, never 0 */
     enum conn_state state;   /* read-only */
-    char *req;               /* read-only: the request body while CONN_WAITING (owned) */
-    size_t req_len;
+    bool control;            /* read-only while CONN_WAITING: a control request */
+    /* Read-only while CONN_WAITING: what of the request was consumed from the
+     * socket (nothing, its header, or a small frame whole; a control request
+     * always whole). */
+    unsigned char pre[FRAME_HEADER_LEN + CONN_CONTROL_MAX];
+    size_t pre_len;
+    unsigned char hdr[FRAME_HEADER_LEN]; /* read-only while CONN_WAITING: its frame header */
     /* The owner's, while CONN_WAITING; conn.c never touches them. */
-    struct worker *worker;   /* borrowed: the worker running the request */
+    struct worker *worker;   /* borrowed: the worker it is lent to */
     bool queued;             /* the request waits in the owner's queue */
     unsigned returns;        /* workers that ended before taking the request */
     TAILQ_ENTRY(conn) queue; /* the owner's queue */
     /* Private. */
-    bool close_after_write; /* the stream cannot continue (oversized frame) */
+    bool close_after_write; /* the stream cannot continue */
     bool parked;            /* not read until the server resumes */
-    struct frame_reader rd;
+    bool ep_added;          /* in the server's epoll set */
+    bool closed;            /* closed, freed after the current event batch */
+    bool kick;              /* read once after resuming (see conn_pause) */
+    uint32_t ep_events;     /* what the epoll set watches it for */
+    uint64_t skip_left;     /* bytes of an answered request still to drop */
     struct frame_writer wr;
     char *ans; /* owned: the answer being written */
-    struct frame_writer pwr;
-    char *prog; /* owned: the progress frame being written, ahead of any answer */
     TAILQ_ENTRY(conn) all;
 };
 
@@ -65,8 +82,10 @@ TAILQ_HEAD(conn_list, conn);
 
 /* What a server tells its owner.  Both are called from loop callbacks. */
 struct conn_events {
-    /* A whole request arrived on c: c->req and c->req_len are set and c is
-     * CONN_WAITING.  Answer it with conn_send_answer, now or later. */
+    /* A request arrived on c, which is now CONN_WAITING: a control request
+     * (c->control, read whole into c->pre), to answer with conn_send_answer;
+     * or a request waiting in the socket, to lend (c->fd, c->pre) and then
+     * end with conn_returned, or answer with conn_send_answer. */
     void (*request)(void *ctx, struct conn *c);
     /* c is closing (the client left, an I/O error, conn_close): it is already
      * off the server's list and is freed when this returns.  Drop every
@@ -82,13 +101,19 @@ struct conn_server {
     size_t max_message;           /* largest request body accepted */
     size_t max_conns;             /* accepting stops at this many connections */
     size_t count;                 /* connections open */
+    uint64_t last_id;             /* the id of the last connection accepted */
     int listen_fd;
     bool listening;
-    bool paused;   /* requests are not read (the owner's queue is full) */
-    bool draining; /* no accepts; connections close once answered */
+    bool paused;      /* requests are not read (the owner's queue is full) */
+    bool draining;    /* no accepts; connections close once answered */
+    bool dispatching; /* inside an event batch: closed conns wait in dead */
+    int ep_fd;        /* epoll set of the client sockets (see conn.c) */
     ev_io accept_io;
+    ev_io ep_io;
     ev_timer accept_retry;
+    ev_timer kick;
     struct conn_list all;
+    struct conn_list dead;
 };
 
 /*
@@ -112,7 +137,7 @@ int conn_listen(struct conn_server *s, const char *path, int mode, char *err, si
 void conn_unlisten(struct conn_server *s);
 
 /*
- * Pause or resume reading requests (bounded queueing: the owner's queue is
+ * Pause or resume taking requests (bounded queueing: the owner's queue is
  * full).  Connections are still accepted while paused, and a control request
  * that waits whole in a socket is still read and handed over (a health probe
  * must not fail because the workers are busy).
@@ -131,20 +156,28 @@ size_t conn_in_flight(const struct conn_server *s);
 
 /*
  * Answer c's request with body (len bytes; takes ownership, free()d once
- * written).  A NULL body (no answer could be built) closes c instead.
+ * written).  close_after: close c once it is written (the request was not
+ * consumed, or the stream broke).  A NULL body closes c instead.
  */
-void conn_send_answer(struct conn *c, char *body, size_t len);
+void conn_send_answer(struct conn *c, char *body, size_t len, bool close_after);
 
 /*
- * While c's request is out: send body (len bytes, a progress frame; takes
- * ownership) ahead of the answer.  Best effort and bounded: while an earlier
- * one is still being written this one is dropped, and an answer that comes
- * meanwhile goes out right after it.
+ * Before conn_send_answer for a request no worker consumed: once the answer
+ * is written, the request's bytes still in the socket are read and dropped,
+ * so the connection stays usable.  Returns 0, or -EPROTO when the request's
+ * header cannot be seen (then close instead).
  */
-void conn_send_progress(struct conn *c, char *body, size_t len);
+int conn_skip_request(struct conn *c) __attribute__((warn_unused_result));
+
+/* The worker c was lent to gave it back, its answer written: c takes the
+ * next request, or closes when !reusable (or while draining). */
+void conn_returned(struct conn *c, bool reusable);
 
 /* Answer c's request with an error frame and close c once it is written. */
 void conn_send_error(struct conn *c, const char *code, const char *message, const char *type);
+
+/* Release what conn_listen set up beyond the socket (after conn_close_all). */
+void conn_server_done(struct conn_server *s);
 
 /* Close c now and free it; conn_events.closing runs first. */
 void conn_close(struct conn *c);

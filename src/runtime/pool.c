@@ -11,13 +11,14 @@
 #include <unistd.h>
 
 #include "chan.h"
+#include "handoff.h"
 #include "log.h"
 #include "procstatus.h"
 #include "protocol.h"
 #include "reap.h"
 #include "spawn.h"
 
-#define ANSWER_SLACK  65536 /* worker answers may exceed the limit by an error text */
+#define CHAN_MAX      65536 /* channel frames: start-up reports and done frames */
 #define EARLY_DEATH_S 1.0   /* a worker dying this soon after start counts as failing */
 #define WORKER_STOP_S 5.0   /* grace for workers to run asya_fini before SIGKILL */
 #define BROKEN_S      5.0   /* grace for a worker whose channel broke to exit by itself */
@@ -32,7 +33,10 @@ enum worker_state {
 };
 
 struct worker {
-    struct chan ch; /* the supervisor's end of its channel */
+    struct chan ch;                /* the supervisor's end of its channel */
+    struct handoff_ledger *ledger; /* owned: the slot's shared phase page */
+    int ledger_fd;                 /* owned: its memfd, passed to each process of the slot */
+    uint64_t kept;                 /* id of the connection whose fd the process kept, or 0 */
     ev_child child;
     ev_timer restart;
     ev_timer grace; /* W_BROKEN: kills it if it does not exit by itself */
@@ -40,7 +44,7 @@ struct worker {
     int slot;
     pid_t pid;
     enum worker_state state;
-    void *owner;         /* while W_BUSY; NULL once its client went away */
+    void *owner;         /* while W_BUSY: it holds owner's connection; NULL once the client left */
     enum reap_kill kill; /* why the supervisor sent it SIGKILL, if it did */
     bool fatal_reported; /* it sent a fatal start-up line */
     bool exited;         /* being reaped: never idle again, whatever it says */
@@ -93,18 +97,17 @@ static void worker_control(struct worker *w, const char *body, size_t len)
     p->ev->idle(p->ctx);
 }
 
-/* An answer from a busy worker.  Takes ownership of body. */
-static void worker_answer(struct worker *w, char *body, size_t len)
+/* A busy worker gave its connection back (a done frame). */
+static void worker_done(struct worker *w, bool reusable)
 {
     struct pool *p = w->pool;
     void *owner = w->owner;
     w->owner = NULL;
     w->state = W_IDLE;
-    chan_cancel(&w->ch);
+    if (!reusable)
+        w->kept = 0; /* it closed its copy */
     if (owner)
-        p->ev->answer(p->ctx, owner, body, len);
-    else
-        free(body);
+        p->ev->done(p->ctx, owner, reusable);
     if (!w->exited)
         p->ev->idle(p->ctx);
 }
@@ -133,15 +136,10 @@ static bool worker_frame(void *data, char *body, size_t len)
         free(body);
         return !w->fatal_reported; /* ready (and maybe busy already), or done */
     }
-    if (w->state == W_BUSY && protocol_is_progress(body, len)) {
-        if (w->owner)
-            w->pool->ev->progress(w->pool->ctx, w->owner, body, len);
-        else
-            free(body); /* its client went away */
-        return true;
-    }
-    if (w->state == W_BUSY) {
-        worker_answer(w, body, len);
+    if (w->state == W_BUSY && (len == 0 || (len == strlen(HANDOFF_DONE_CLOSE) &&
+                                            memcmp(body, HANDOFF_DONE_CLOSE, len) == 0))) {
+        free(body);
+        worker_done(w, len == 0);
         return true;
     }
     free(body);
@@ -189,6 +187,52 @@ static void count_restart(struct pool *p, const struct worker *w, enum worker_st
         p->restarts[cause]++;
 }
 
+/*
+ * Worker w died holding owner's connection, at phase (handoff.h): tells the
+ * owner what it is owed.  Its death is charged to the request only when it
+ * had consumed some of it.
+ */
+static void owner_of_dead(struct worker *w, void *owner, enum handoff_phase phase, int status,
+                          const char *how)
+{
+    struct pool *p = w->pool;
+    long pid = (long)w->pid;
+    size_t len = 0;
+    char *text = NULL;
+    switch (phase) {
+    case HANDOFF_IDLE:
+        text = reap_error_answer(pid, p->cfg->handler, status, w->kill, false, &len);
+        if (w->kill == REAP_KILL_PROTOCOL) {
+            /* It broke the protocol before reading: no second chance. */
+            log_warn("worker %ld %s before it took its request; answering it", pid, how);
+            p->ev->answer(p->ctx, owner, text, len, true);
+            return;
+        }
+        log_warn("worker %ld %s before it took its request; replacing it", pid, how);
+        p->ev->returned(p->ctx, owner, text, len);
+        return;
+    case HANDOFF_READING:
+    case HANDOFF_RUNNING:
+        /* Reading, the stream may stand inside the request: after the
+         * error answer the connection closes. */
+        text = reap_error_answer(pid, p->cfg->handler, status, w->kill, true, &len);
+        log_warn("worker %ld %s while handling a request; replacing it", pid, how);
+        p->ev->answer(p->ctx, owner, text, len, phase == HANDOFF_READING);
+        return;
+    case HANDOFF_WRITING:
+        /* Part of a frame may be out: nothing more can be written honestly. */
+        log_warn("worker %ld %s while writing its answer: closing the connection; replacing it",
+                 pid, how);
+        p->ev->answer(p->ctx, owner, NULL, 0, true);
+        return;
+    case HANDOFF_ANSWERED:
+    default:
+        log_warn("worker %ld %s right after answering; replacing it", pid, how);
+        p->ev->done(p->ctx, owner, true);
+        return;
+    }
+}
+
 static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
 {
     struct worker *w = ch->data;
@@ -199,16 +243,13 @@ static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
     ev_timer_stop(loop, &w->grace);
     w->exited = true;
 
-    /* An answer may still sit in the channel: deliver it before judging. */
+    /* A done frame may still sit in the channel: deliver it before judging. */
     while ((w->state == W_BUSY || w->state == W_STARTING) && chan_read(&w->ch) > 0)
         ;
 
     enum worker_state was = w->state;
     void *owner = w->owner;
-    /* A request it never read all of cost it nothing; one it answered
-     * badly, it had. */
-    bool taken =
-        was != W_BUSY || w->ch.fd < 0 || w->kill == REAP_KILL_PROTOCOL || chan_delivered(&w->ch);
+    enum handoff_phase phase = handoff_get(w->ledger);
     chan_close(&w->ch);
     w->state = W_OFF;
     w->owner = NULL;
@@ -218,15 +259,7 @@ static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
     pid_t pid = w->pid;
     count_restart(p, w, was, status);
     if (was == W_BUSY && owner) {
-        size_t len = 0;
-        char *text = reap_error_answer((long)pid, p->cfg->handler, status, w->kill, taken, &len);
-        if (taken) {
-            log_warn("worker %ld %s while handling a request; replacing it", (long)pid, how);
-            p->ev->answer(p->ctx, owner, text, len);
-        } else {
-            log_warn("worker %ld %s before it took its request; replacing it", (long)pid, how);
-            p->ev->returned(p->ctx, owner, text, len);
-        }
+        owner_of_dead(w, owner, phase, status, how);
     } else if (was == W_BUSY && w->kill != REAP_KILL_NONE) {
         if (p->stopped)
             log_debug("worker %ld killed during shutdown", (long)pid);
@@ -269,7 +302,8 @@ static void worker_spawn(struct worker *w)
     struct pool *p = w->pool;
     char err[256];
     int fd = -1;
-    pid_t pid = spawn_worker(p->exe, &fd, err, sizeof err);
+    handoff_set(w->ledger, HANDOFF_IDLE);
+    pid_t pid = spawn_worker(p->exe, w->ledger_fd, &fd, err, sizeof err);
     if (pid < 0) {
         log_error("cannot start worker: %s", err);
         schedule_restart(w, true);
@@ -279,9 +313,10 @@ static void worker_spawn(struct worker *w)
     w->state = W_STARTING;
     w->started = ev_now(p->loop);
     w->owner = NULL;
+    w->kept = 0;
     w->kill = REAP_KILL_NONE;
     w->fatal_reported = w->exited = false;
-    chan_open(&w->ch, fd, p->cfg->max_message + ANSWER_SLACK);
+    chan_open(&w->ch, fd, CHAN_MAX);
     ev_child_set(&w->child, pid, 0);
     ev_child_start(p->loop, &w->child);
     log_debug("started worker %ld (slot %d)", (long)pid, w->slot);
@@ -350,6 +385,14 @@ struct pool *pool_new(struct ev_loop *loop, const struct runtime_config *cfg, co
         struct worker *w = &p->workers[i];
         w->pool = p;
         w->slot = (int)i;
+        w->ledger = handoff_ledger_new(&w->ledger_fd);
+        if (!w->ledger) {
+            log_error("cannot create the ledger of worker slot %zu: %s", i,
+                      strerror(-w->ledger_fd));
+            p->n = i;
+            pool_free(p);
+            return NULL;
+        }
         chan_init(&w->ch, loop, worker_frame, worker_end, w);
         ev_child_init(&w->child, worker_child_cb, 0, 0);
         w->child.data = w;
@@ -371,27 +414,51 @@ void pool_free(struct pool *p)
 {
     if (!p)
         return;
-    for (size_t i = 0; i < p->n; i++)
+    for (size_t i = 0; i < p->n; i++) {
         chan_close(&p->workers[i].ch);
+        handoff_ledger_free(p->workers[i].ledger);
+        close(p->workers[i].ledger_fd);
+    }
     free(p->workers);
     free(p);
 }
 
-struct worker *pool_submit(struct pool *p, const char *body, size_t len, void *owner)
+/* An idle worker for connection id: the one that kept its fd, else the
+ * first idle one; NULL when none is. */
+static struct worker *pick_idle(struct pool *p, uint64_t id)
 {
+    struct worker *first = NULL;
     for (size_t i = 0; i < p->n; i++) {
         struct worker *w = &p->workers[i];
         if (w->state != W_IDLE || w->exited || w->kill != REAP_KILL_NONE)
             continue; /* not idle, or dying */
-        int rc = chan_send(&w->ch, body, len);
+        if (w->kept == id)
+            return w;
+        if (!first)
+            first = w;
+    }
+    return first;
+}
+
+struct worker *pool_submit(struct pool *p, int fd, uint64_t id, const unsigned char *hdr,
+                           const void *prefix, size_t len, void *owner)
+{
+    struct worker *w;
+    while ((w = pick_idle(p, id)) != NULL) {
+        handoff_set(w->ledger, HANDOFF_IDLE);
+        int rc = handoff_send(w->ch.fd, w->kept == id ? -1 : fd, hdr, id, prefix, len);
         if (rc == 0) {
+            w->kept = id;
             w->owner = owner;
             w->state = W_BUSY;
-            return w; /* if it dies now, chan_delivered tells whether it took it */
+            return w; /* if it dies now, its ledger tells how far it got */
         }
-        /* Nothing could be sent: the worker is gone or going.  The request
-         * was never its, so it goes to the next idle worker. */
+        /* Nothing could be sent: the worker is gone or going (or stuck with
+         * a full channel).  The request was never its, so it goes to the
+         * next idle worker. */
         worker_broken(w, rc);
+        if (rc == -EAGAIN)
+            worker_kill(w, REAP_KILL_PROTOCOL);
     }
     return NULL;
 }
@@ -400,9 +467,15 @@ void pool_abandon(struct pool *p, struct worker *w)
 {
     (void)p;
     w->owner = NULL;
-    chan_cancel(&w->ch); /* the request body was the owner's */
     if (w->kill != REAP_KILL_NONE)
         return;
+    enum handoff_phase phase = handoff_get(w->ledger);
+    if (phase != HANDOFF_IDLE && phase != HANDOFF_RUNNING) {
+        /* It is moving bytes, not running handler code: with the client
+         * gone that ends at once, and it gives the connection back. */
+        log_debug("client disconnected while worker %ld was reading or writing", (long)w->pid);
+        return;
+    }
     log_warn("client disconnected while worker %ld was handling its request: killing the worker",
              (long)w->pid);
     worker_kill(w, REAP_KILL_CLIENT_LEFT);

@@ -6,10 +6,13 @@
  * channel (framed, non-blocking), the reading of each death (which request
  * it costs, which restart cause it counts as) and the restart backoff.
  *
- * A request is lent to an idle worker with pool_submit; what becomes of it
- * comes back through pool_events: an answer (the worker's, or an error
- * answer for a worker that died running it), or the request itself when the
- * worker ended before taking it.  A worker's death is charged only to the
+ * A client connection whose request waits in its socket is lent to an idle
+ * worker with pool_submit (its fd is passed over the channel, handoff.h);
+ * the worker reads the request and writes the answer on it itself.  What
+ * becomes of it comes back through pool_events: the connection given back
+ * (done), an error answer owed for a worker that died after consuming some
+ * of the request, or the connection returned untouched when the worker
+ * ended before taking the request.  A worker's death is charged only to the
  * request that worker was running.  Handler code never runs in the
  * supervisor, so nothing a handler does can take it down.
  */
@@ -18,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <ev.h>
 
@@ -33,20 +37,25 @@ struct pool_events {
     void (*all_ready)(void *ctx);
     /* A worker became idle: queued requests can be submitted. */
     void (*idle)(void *ctx);
+    /* The worker gave owner's connection back: its answer is written.
+     * reusable: the stream is at a frame boundary and may carry the next
+     * request (false: the client left or the stream broke; close it). */
+    void (*done)(void *ctx, void *owner, bool reusable);
     /*
-     * The answer to the request lent by owner: the worker's answer, or an
-     * error answer when the worker died running it.  Takes ownership of body
-     * (len bytes); body is NULL when not even an error answer could be built.
+     * The worker holding owner's connection died after consuming (part of)
+     * its request.  body (len bytes; takes ownership) is the error answer
+     * owed; NULL when nothing may be written any more (part of the worker's
+     * own answer may be out) or no answer could be built: close the
+     * connection.  close_after: the stream is not at a frame boundary after
+     * the answer (the request was read only in part).
      */
-    void (*answer)(void *ctx, void *owner, char *body, size_t len);
-    /* A progress frame (protocol.h) the worker sent before its answer to the
-     * request of owner; takes ownership of body (len bytes). */
-    void (*progress)(void *ctx, void *owner, char *body, size_t len);
+    void (*answer)(void *ctx, void *owner, char *body, size_t len, bool close_after);
     /*
-     * The worker the request of owner was lent to ended before it read all
-     * of it, so no handler code ran for it: the owner lends it again
-     * (pool_submit), or answers with text, the error answer the worker's
-     * end would otherwise earn (takes ownership; NULL when out of memory).
+     * The worker owner's connection was lent to ended before it consumed any
+     * of the request, so no handler code ran for it and the request still
+     * waits whole in the socket: the owner lends it again (pool_submit), or
+     * answers with text, the error answer the worker's end would otherwise
+     * earn (takes ownership; NULL when out of memory).
      */
     void (*returned)(void *ctx, void *owner, char *text, size_t len);
     /* Worker pid failed to start; line says why. */
@@ -74,15 +83,23 @@ void pool_start(struct pool *p);
 void pool_free(struct pool *p);
 
 /*
- * Lend the request body (len bytes, borrowed until its answer comes back,
- * it is returned, or pool_abandon) to an idle worker; owner is passed back
- * with the answer.  A worker whose channel is found closed is skipped (it is
- * replaced once it exits).  Returns the worker, or NULL when none is idle.
+ * Lend the connection fd (borrowed: the worker gets its own copy, or has
+ * kept one: id, never 0, names the connection for that), whose request
+ * waits in the socket, to an idle worker, preferably the one that kept its
+ * fd.  hdr is the request's
+ * 4-byte frame header (copied; passed on as a hint).  prefix (len bytes, at
+ * most HANDOFF_PREFIX_MAX; copied) is what of the request the owner already
+ * consumed from the socket.  owner is passed back with what becomes of it.
+ * A worker whose channel is found closed is skipped (it is replaced once it
+ * exits).  Returns the worker, or NULL when none is idle.
  */
-struct worker *pool_submit(struct pool *p, const char *body, size_t len, void *owner);
+struct worker *pool_submit(struct pool *p, int fd, uint64_t id, const unsigned char *hdr,
+                           const void *prefix, size_t len, void *owner);
 
-/* The owner of the request worker w runs is gone (its client left): nobody
- * wants the answer, so the worker is killed and replaced. */
+/* The client of the connection worker w holds is gone: nobody wants the
+ * answer.  A worker that runs handler code (or is about to) is killed and
+ * replaced; one that is reading or writing gives the connection back by
+ * itself. */
 void pool_abandon(struct pool *p, struct worker *w);
 
 /* Stop: close every channel (idle workers run asya_fini and exit), kill the

@@ -11,10 +11,11 @@
 
 #include <jansson.h>
 
+#include "handoff.h"
 #include "usock.h"
 #include "worker.h"
 
-pid_t spawn_worker(const char *exe, int *fd, char *err, size_t errlen)
+pid_t spawn_worker(const char *exe, int ledger, int *fd, char *err, size_t errlen)
 {
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
@@ -47,12 +48,11 @@ pid_t spawn_worker(const char *exe, int *fd, char *err, size_t errlen)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(1);
-        if (sp[1] == WORKER_CHANNEL_FD) {
-            int fl = fcntl(sp[1], F_GETFD);
-            fcntl(sp[1], F_SETFD, fl & ~FD_CLOEXEC);
-        } else if (dup2(sp[1], WORKER_CHANNEL_FD) < 0) {
+        /* Out of the way first: either may sit on the other's target. */
+        int ch = fcntl(sp[1], F_DUPFD_CLOEXEC, 10);
+        int lg = fcntl(ledger, F_DUPFD_CLOEXEC, 10);
+        if (ch < 0 || lg < 0 || dup2(ch, WORKER_CHANNEL_FD) < 0 || dup2(lg, WORKER_LEDGER_FD) < 0)
             _exit(127);
-        }
         execv(exe, argv);
         _exit(127);
     }

@@ -1,7 +1,8 @@
 /*
  * spawn.h - the supervisor's side of starting one worker process: fork,
- * then exec of this program with WORKER_ARG and its end of a new socketpair
- * on WORKER_CHANNEL_FD (see worker.h), and the reading of the start-up
+ * then exec of this program with WORKER_ARG, its end of a new socketpair
+ * on WORKER_CHANNEL_FD (see worker.h) and its ledger on WORKER_LEDGER_FD
+ * (handoff.h), and the reading of the start-up
  * report the worker then sends.  The pool (pool.c) decides when.  These
  * functions never log: messages go into the caller's buffer.
  */
@@ -12,13 +13,14 @@
 #include <sys/types.h>
 
 /*
- * Start exe as a worker.  The child starts with an empty signal mask and is
+ * Start exe as a worker, with ledger (a handoff_ledger_new fd, borrowed) as
+ * its WORKER_LEDGER_FD.  The child starts with an empty signal mask and is
  * killed if the supervisor dies (PR_SET_PDEATHSIG).  Returns the child's pid
  * with *fd set to the supervisor's end of the channel (non-blocking,
  * close-on-exec; owned by the caller), or a negative errno with a message in
  * err.
  */
-pid_t spawn_worker(const char *exe, int *fd, char *err, size_t errlen)
+pid_t spawn_worker(const char *exe, int ledger, int *fd, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /*

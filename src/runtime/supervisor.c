@@ -83,7 +83,7 @@ static void dispatch(struct supervisor *sv)
 {
     while (sv->queued > 0) {
         struct conn *c = TAILQ_FIRST(&sv->queue);
-        struct worker *w = pool_submit(sv->pool, c->req, c->req_len, c);
+        struct worker *w = pool_submit(sv->pool, c->fd, c->id, c->hdr, c->pre, c->pre_len, c);
         if (!w)
             return;
         queue_remove(sv, c);
@@ -121,11 +121,11 @@ static char *stats_text(const struct supervisor *sv, size_t *len)
 static void on_request(void *ctx, struct conn *c)
 {
     struct supervisor *sv = ctx;
-    if (protocol_is_control(c->req, c->req_len)) {
+    if (c->control) {
         /* Answered here, without a worker: a cheap health and stats probe. */
         size_t len = 0;
         char *text = stats_text(sv, &len);
-        conn_send_answer(c, text, len);
+        conn_send_answer(c, text, len, false);
         return;
     }
     c->returns = 0;
@@ -197,18 +197,20 @@ static void on_idle(void *ctx)
     check_drained(sv);
 }
 
-static void on_answer(void *ctx, void *owner, char *body, size_t len)
+static void on_done(void *ctx, void *owner, bool reusable)
 {
     struct conn *c = owner;
     (void)ctx;
     c->worker = NULL;
-    conn_send_answer(c, body, len);
+    conn_returned(c, reusable);
 }
 
-static void on_progress(void *ctx, void *owner, char *body, size_t len)
+static void on_answer(void *ctx, void *owner, char *body, size_t len, bool close_after)
 {
+    struct conn *c = owner;
     (void)ctx;
-    conn_send_progress(owner, body, len);
+    c->worker = NULL;
+    conn_send_answer(c, body, len, close_after);
 }
 
 static void on_returned(void *ctx, void *owner, char *text, size_t len)
@@ -220,7 +222,8 @@ static void on_returned(void *ctx, void *owner, char *text, size_t len)
         /* The request itself may be what stops workers from taking it. */
         log_warn("%u workers in a row ended before taking a request: answering it with an error",
                  c->returns);
-        conn_send_answer(c, text, len);
+        /* It is still unread in the socket: dropped once answered. */
+        conn_send_answer(c, text, len, conn_skip_request(c) != 0);
         return;
     }
     free(text);
@@ -255,8 +258,8 @@ static void on_exited(void *ctx)
 static const struct pool_events pool_events = {
     .all_ready = on_all_ready,
     .idle = on_idle,
+    .done = on_done,
     .answer = on_answer,
-    .progress = on_progress,
     .returned = on_returned,
     .start_failed = on_start_failed,
     .need_worker = on_need_worker,
@@ -390,6 +393,7 @@ int supervisor_run(const struct runtime_config *cfg, const char *exe)
 
     remove_files(&sv);
     conn_close_all(&sv.conns);
+    conn_server_done(&sv.conns);
     pool_free(sv.pool);
     ev_loop_destroy(sv.loop);
     if (sv.exit_code == 0)

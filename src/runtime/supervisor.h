@@ -1,6 +1,8 @@
 /*
- * supervisor.h - the asya-runtime supervisor: one libev loop that relays
- * requests from clients (sidecars) to a pool of worker processes.
+ * supervisor.h - the asya-runtime supervisor: one libev loop that lends
+ * client connections (sidecars) with a request waiting to a pool of worker
+ * processes, which read the request and write the answer themselves
+ * (handoff.h): the supervisor is out of the data path.
  *
  * Owns: the request queue between the two (bounded: when it is full,
  * clients stop being read, not refused), the control "stats" answer, the

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,6 +17,7 @@
 #include "envelope.h"
 #include "jspan.h"
 #include "frame.h"
+#include "handoff.h"
 #include "log.h"
 #include "protocol.h"
 #include "wsetup.h"
@@ -214,6 +217,121 @@ static void host_set_error(struct asya_call *call, const char *type, const char 
 
 /* ---- progress ------------------------------------------------------------- */
 
+/* ---- the client connection ------------------------------------------------
+ *
+ * The client fd is lent by the supervisor (handoff.h).  Its O_NONBLOCK flag
+ * belongs to the open file, shared with the supervisor, so it stays set and
+ * the worker waits in poll() itself.
+ */
+
+static int wait_fd(int fd, short events)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    while (poll(&p, 1, -1) < 0) {
+        if (errno != EINTR)
+            return -errno;
+    }
+    return 0;
+}
+
+/* Writes w's frame whole to the client, waiting as needed. */
+static int client_write_frame(int fd, struct frame_writer *w)
+{
+    for (;;) {
+        int rc = frame_writer_write(w, fd);
+        if (rc != FRAME_IO_AGAIN)
+            return rc < 0 ? rc : 0;
+        rc = wait_fd(fd, POLLOUT);
+        if (rc)
+            return rc;
+    }
+}
+
+/* A progress frame: best effort.  When the client cannot take one byte now
+ * it is dropped; once part of it is out it is finished (the stream must stay
+ * framed).  The ledger says WRITING meanwhile.  Returns 0 when sent. */
+static int client_write_progress(const struct worker_ctx *ctx, const char *text, size_t len)
+{
+    struct frame_writer w;
+    if (ctx->client_fd < 0 || frame_writer_init(&w, text, len) != 0)
+        return -EINVAL;
+    handoff_set(ctx->ledger, HANDOFF_WRITING);
+    int rc = frame_writer_write(&w, ctx->client_fd);
+    if (rc == FRAME_IO_AGAIN && w.off == 0)
+        rc = -EAGAIN; /* nothing went out: drop it */
+    else if (rc == FRAME_IO_AGAIN)
+        rc = client_write_frame(ctx->client_fd, &w);
+    else if (rc == FRAME_IO_DONE)
+        rc = 0;
+    if (rc == 0 || rc == -EAGAIN)
+        handoff_set(ctx->ledger, HANDOFF_RUNNING);
+    return rc;
+}
+
+/* Reads exactly len bytes from the client, waiting as needed. */
+static int client_read_full(int fd, char *p, size_t len)
+{
+    while (len) {
+        ssize_t n = recv(fd, p, len, 0);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            return -EPROTO; /* the client left mid-frame */
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        int rc = wait_fd(fd, POLLIN);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/*
+ * Reads the request frame the supervisor lent.  hint is its header as the
+ * supervisor saw it; prefix (pre_len bytes) what of it the supervisor had
+ * consumed: none, its header, or all of it.  The body is allocated before
+ * any byte is consumed, so a worker that cannot hold the request dies
+ * (-ENOMEM) leaving it whole in the socket for the next worker; then the
+ * rest of the frame is read, header and body in one call when it is all
+ * there.  Returns 0 with *buf (free with free()), *req (the body, inside
+ * buf) and *len set, -ENOMEM, -EMSGSIZE, or another negative errno (the
+ * stream is then unusable).
+ */
+static int client_read_request(const struct worker_ctx *ctx, const unsigned char *hint,
+                               const char *pre, size_t pre_len, size_t max, char **buf, char **req,
+                               size_t *len)
+{
+    size_t blen = frame_get_header(hint);
+    if (blen > max)
+        return -EMSGSIZE;
+    size_t whole = FRAME_HEADER_LEN + blen;
+    if (pre_len > whole)
+        return -EPROTO;
+    char *p = malloc(whole + 1);
+    if (!p)
+        return -ENOMEM;
+    handoff_set(ctx->ledger, HANDOFF_READING);
+    memcpy(p, pre, pre_len);
+    int rc = client_read_full(ctx->client_fd, p + pre_len, whole - pre_len);
+    if (rc == 0 && memcmp(p, hint, FRAME_HEADER_LEN) != 0)
+        rc = -EPROTO; /* not what the supervisor saw: the stream is not where it thought */
+    if (rc) {
+        free(p);
+        return rc;
+    }
+    p[whole] = '\0';
+    handoff_set(ctx->ledger, HANDOFF_RUNNING);
+    *buf = p;
+    *req = p + FRAME_HEADER_LEN;
+    *len = blen;
+    return 0;
+}
+
 #define PROGRESS_INTERVAL_S 0.1 /* a handler may call progress in a tight loop */
 
 static double monotonic_s(void)
@@ -237,9 +355,9 @@ static int host_progress(struct asya_call *call, double fraction, const char *me
     char *text = protocol_progress_text(fraction, message, &len);
     if (!text)
         return 1;
-    int rc = frame_send(h->ctx->progress_fd, text, len);
+    int rc = client_write_progress(h->ctx, text, len);
     free(text);
-    if (rc) /* the supervisor is gone; the answer's write will say so */
+    if (rc) /* not sent: the client is slow (dropped) or gone (the answer's write says so) */
         return 1;
     h->progress_at = now;
     return 0;
@@ -347,7 +465,7 @@ int worker_handle(const struct worker_ctx *ctx, const char *req, size_t len, cha
     h.ctx = ctx;
     h.in = &env;
     h.progress_on =
-        ctx->progress_fd >= 0 && json_is_true(json_object_get(env.root, PROTO_PROGRESS_KEY));
+        ctx->client_fd >= 0 && json_is_true(json_object_get(env.root, PROTO_PROGRESS_KEY));
 
     char *payload = NULL;
     size_t payload_len = 0;
@@ -422,6 +540,50 @@ static int send_control(int fd, const char *kind, const char *message, const str
     return rc;
 }
 
+/*
+ * Serves the request on the lent connection ctx->client_fd: reads it, runs
+ * it, writes the answer.  Returns 0 with *reusable telling whether the
+ * connection can carry another request; -ENOMEM when the request could
+ * not even be allocated (nothing was consumed), -ECANCELED when not even an
+ * error answer could be (the request was read): the worker must exit.
+ */
+static int worker_serve(const struct worker_ctx *ctx, const char *body, size_t body_len, size_t max,
+                        bool *reusable)
+{
+    char *buf = NULL, *req = NULL;
+    size_t len = 0;
+    *reusable = false;
+    int rc = client_read_request(ctx, (const unsigned char *)body, body + HANDOFF_META_LEN,
+                                 body_len - HANDOFF_META_LEN, max, &buf, &req, &len);
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc) {
+        log_debug("reading the request: %s", strerror(-rc));
+        return 0;
+    }
+    char *answer = NULL;
+    size_t answer_len = 0;
+    rc = worker_handle(ctx, req, len, &answer, &answer_len);
+    free(buf);
+    if (rc) {
+        log_error("out of memory building an answer");
+        return -ECANCELED; /* exit: the supervisor answers for the request */
+    }
+    struct frame_writer w;
+    handoff_set(ctx->ledger, HANDOFF_WRITING);
+    rc = frame_writer_init(&w, answer, answer_len);
+    if (rc == 0)
+        rc = client_write_frame(ctx->client_fd, &w);
+    free(answer);
+    if (rc) {
+        log_debug("client went away before its answer was written: %s", strerror(-rc));
+        return 0;
+    }
+    handoff_set(ctx->ledger, HANDOFF_ANSWERED);
+    *reusable = true;
+    return 0;
+}
+
 int worker_main(int fd, const struct runtime_config *cfg)
 {
     char err[1024];
@@ -429,24 +591,41 @@ int worker_main(int fd, const struct runtime_config *cfg)
 
     wsetup_signals();
     wsetup_channel(fd);
+    struct handoff_ledger *ledger = handoff_ledger_map(WORKER_LEDGER_FD);
 
     if (wsetup_memory_limit(cfg, err, sizeof err) != 0 ||
         loader_open(&ld, cfg->handler, cfg->lib_path, cfg->func, err, sizeof err) != 0) {
+        handoff_ledger_free(ledger);
         if (send_control(fd, WORKER_MSG_FATAL, err, NULL) != 0)
             log_error("%s", err); /* the supervisor is gone; say it ourselves */
         return 1;
     }
-    if (send_control(fd, WORKER_MSG_READY, NULL, &ld) != 0) {
+    if (!ledger) {
+        snprintf(err, sizeof err, "worker: cannot map its ledger (fd %d): %s", WORKER_LEDGER_FD,
+                 strerror(errno));
+        if (send_control(fd, WORKER_MSG_FATAL, err, NULL) != 0)
+            log_error("%s", err);
         loader_close(&ld);
         return 1;
     }
-    struct worker_ctx ctx = {
-        .ld = &ld, .mode = cfg->mode, .max_answer = cfg->max_message, .progress_fd = fd};
+    if (send_control(fd, WORKER_MSG_READY, NULL, &ld) != 0) {
+        handoff_ledger_free(ledger);
+        loader_close(&ld);
+        return 1;
+    }
+    struct worker_ctx ctx = {.ld = &ld,
+                             .mode = cfg->mode,
+                             .max_answer = cfg->max_message,
+                             .client_fd = -1,
+                             .ledger = ledger};
     int status = 0;
+    int kept_fd = -1; /* the last connection served, kept for the next request on it */
+    uint64_t kept_id = 0;
     for (;;) {
-        char *req = NULL;
-        size_t len = 0;
-        int rc = frame_recv(fd, cfg->max_message, &req, &len);
+        char *pre = NULL;
+        size_t pre_len = 0;
+        int cfd = -1;
+        int rc = handoff_recv(fd, &pre, &pre_len, &cfd);
         if (rc == -EPIPE)
             break; /* the supervisor closed the channel: clean stop */
         if (rc) {
@@ -454,22 +633,44 @@ int worker_main(int fd, const struct runtime_config *cfg)
             status = 1;
             break;
         }
-        char *answer = NULL;
-        size_t answer_len = 0;
-        rc = worker_handle(&ctx, req, len, &answer, &answer_len);
-        free(req);
-        if (rc) {
-            log_error("out of memory building an answer");
+        uint64_t id = handoff_body_id(pre);
+        if (cfd >= 0) {
+            if (kept_fd >= 0)
+                close(kept_fd);
+            kept_fd = cfd;
+            kept_id = id;
+        } else if (kept_fd < 0 || id != kept_id) {
+            log_error("worker channel: a connection lent without its fd");
+            free(pre);
             status = 1;
             break;
         }
-        rc = frame_send(fd, answer, answer_len);
-        free(answer);
+        ctx.client_fd = kept_fd;
+        bool reusable = false;
+        rc = worker_serve(&ctx, pre, pre_len, cfg->max_message, &reusable);
+        free(pre);
+        ctx.client_fd = -1;
+        if (rc == -ENOMEM || rc == -ECANCELED) {
+            /* -ENOMEM: nothing of the request was consumed, it waits for
+             * the next worker; -ECANCELED: the supervisor answers it. */
+            if (rc == -ENOMEM)
+                log_error("out of memory for a request: exiting");
+            status = 1;
+            break;
+        }
+        if (!reusable) {
+            close(kept_fd); /* the supervisor closes it too */
+            kept_fd = -1;
+        }
+        rc = frame_send(fd, HANDOFF_DONE_CLOSE, reusable ? 0 : strlen(HANDOFF_DONE_CLOSE));
         if (rc) {
-            log_debug("worker channel closed while answering: %s", strerror(-rc));
+            log_debug("worker channel closed while giving the connection back: %s", strerror(-rc));
             break;
         }
     }
+    if (kept_fd >= 0)
+        close(kept_fd);
+    handoff_ledger_free(ledger);
     loader_close(&ld);
     return status;
 }

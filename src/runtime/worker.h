@@ -2,14 +2,17 @@
  * worker.h - the worker process: runs one handler, one request at a time.
  *
  * A worker is asya-runtime re-executed by the supervisor with the hidden
- * argument "--worker" and its end of a socketpair on fd WORKER_CHANNEL_FD.
- * It speaks the sidecar framing on that channel:
+ * argument "--worker", its end of a socketpair on fd WORKER_CHANNEL_FD and
+ * its ledger on WORKER_LEDGER_FD (handoff.h).  It speaks the sidecar framing
+ * on that channel:
  *   1. It sends one control frame, WORKER_MSG_READY or WORKER_MSG_FATAL
  *      (JSON objects {"asya_worker": "ready"|"fatal", "message": ...}).
- *   2. Then it reads request frames (envelopes) and answers each with one
- *      response frame, until the supervisor closes the channel; it then runs
- *      asya_fini and exits 0.  Before an answer it may send progress frames
- *      (protocol.h), only for a request that asked for them.
+ *   2. Then it receives client connections (handoff.h): for each it reads
+ *      the request frame (an envelope) from the client, writes the answer
+ *      frame to the client, and gives the connection back with a done frame,
+ *      until the supervisor closes the channel; it then runs asya_fini and
+ *      exits 0.  Before an answer it may write progress frames (protocol.h)
+ *      to the client, only for a request that asked for them.
  */
 #ifndef ASYA_WORKER_H
 #define ASYA_WORKER_H
@@ -17,6 +20,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "handoff.h"
 #include "loader.h"
 
 #define WORKER_CHANNEL_FD 3
@@ -27,10 +31,11 @@
 
 /* What worker_handle needs to run one request. */
 struct worker_ctx {
-    const struct loader *ld; /* borrowed: an open handler library */
-    int mode;                /* enum asya_mode */
-    size_t max_answer;       /* answers (all results together) stay within this */
-    int progress_fd;         /* where asya_call.progress frames go (the channel), or -1 */
+    const struct loader *ld;       /* borrowed: an open handler library */
+    int mode;                      /* enum asya_mode */
+    size_t max_answer;             /* answers (all results together) stay within this */
+    int client_fd;                 /* the lent client: where asya_call.progress frames go, or -1 */
+    struct handoff_ledger *ledger; /* borrowed: where the phases go, or NULL */
 };
 
 /*
