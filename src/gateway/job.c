@@ -342,6 +342,9 @@ int job_apply(struct job *j, const struct job_change *c, int64_t now_ms, struct 
     } else if (c->kind == CHANGE_SUCCEEDED) {
         json_decref(j->result);
         j->result = job_result;
+        /* Every step ran, whatever progress reports the final overtook. */
+        if (j->total_steps > j->steps_completed)
+            j->steps_completed = j->total_steps;
     } else if (c->kind == CHANGE_FAILED) {
         free(j->error);
         j->error = job_error;

@@ -467,6 +467,17 @@ def test_final_succeeded(gw):
     assert j["result"] == result
     absent_or_null(j, "error")
     assert close_to(j["progress_percent"], 100)
+    # No step reported "completed" (the final overtook them): Succeeded still
+    # means every step ran.
+    assert j["steps_completed"] == j["total_steps"] == 3, j
+
+
+def test_final_failed_keeps_steps_completed(gw, q):
+    jid = gw.call_ok("pipeline", {"value": 1})
+    assert post_progress(gw, jid, q.alpha, 0, 3, "completed").status_code == 200
+    assert post_final(gw, jid, "failed", error="E: at beta").status_code == 200
+    j = gw.job(jid)
+    assert j["status"] == "Failed" and j["steps_completed"] == 1, j
 
 
 @pytest.mark.parametrize("result", ["plain text", [1, 2, 3], 0, False])

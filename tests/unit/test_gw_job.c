@@ -326,6 +326,18 @@ static void test_apply_steps_completed(void **state)
     assert_string_equal(j.current_step, "a"); /* the last report names the step */
     job_update_clear(&u);
     job_clear(&j);
+
+    /* A final that overtook the progress reports (a fast pipeline): Succeeded
+     * means every step ran. */
+    make_job(&j);
+    c = progress_change(0, STEP_RECEIVED, "a");
+    assert_int_equal(job_apply(&j, &c, T0, &u), 0);
+    job_update_clear(&u);
+    struct job_change ok = {.kind = CHANGE_SUCCEEDED};
+    assert_int_equal(job_apply(&j, &ok, T0, &u), 0);
+    assert_int_equal(j.steps_completed, 2);
+    job_update_clear(&u);
+    job_clear(&j);
 }
 
 static void test_apply_progress_without_step_name(void **state)
