@@ -12,15 +12,50 @@ still empty (nothing was left unacked).  The first repeat of each row also
 consumes the sink and checks every id arrived exactly once (and in order
 where one in-flight slot makes order a promise).
 
+Rows (BENCH_ROWS picks them; all of them by default):
+  a  bare C relay: a0 no confirms, a0b acks per read burst, a1 confirms awaited
+     every 100, a2 confirms pipelined
+  b  echo actor, default settings          e  latency, one message in flight
+  c  echo actor, BENCH_TUNED               f  VmRSS after (b, e) and (c)
+  d  pipeline of 3 echo actors             g  reference Python runtime
+  h  echo actor, every message a gateway job: no / slow / hung gateway
+  Issue 16:
+  s  payload sizes (BENCH_SIZES, default 1 KiB, 64 KiB, 1 MiB): the relay with
+     pipelined confirms (as a2) and the echo actor with defaults, msg/s and MB/s
+     side by side, their ratio, and the sidecar's peak RSS (VmHWM, read just
+     before it is stopped); fewer messages for bigger sizes: N/4, N/20, N/100
+     (20000 -> 5000 / 1000 / 200), at least 20
+  p  pipeline of 10 echo actors (BENCH_PIPELINE10), N/4 messages, end to end
+  o  fan-out: fanout_handler answering BENCH_FANOUT (100) results per input,
+     defaults, N/40 inputs (at least 20); the sink must hold exactly 100 x that;
+     input and output msg/s
+  i  instructions per message under callgrind (repeatable where seconds are
+     not): sidecar, runtime supervisor and its worker(s) (--trace-children=yes,
+     one callgrind.out per pid), echo actor, defaults, ~200-byte messages; two
+     runs of BENCH_INSTR_MESSAGES/10 and BENCH_INSTR_MESSAGES, per message =
+     difference / difference, so start-up cancels out; skipped without valgrind;
+     the callgrind outputs stay in <build>/bench/callgrind-*
+
 Environment:
   BENCH_MESSAGES    messages per run (default 20000)
   BENCH_REPEATS     runs per row, the median is shown (default 3)
-  BENCH_ROWS        rows to run, e.g. "a,b,c,d,e,g,h" (default: all)
+  BENCH_ROWS        rows to run, e.g. "a,b,c,d,e,g,h" (default: all,
+                    "a,b,c,d,e,g,h,s,p,o,i"; g only with BENCH_PY_RUNTIME)
   BENCH_AMQP_PORT / BENCH_MGMT_PORT   private broker ports (default 5699 / 15699)
   BENCH_TUNED       tuned actor settings, e.g. "ASYA_CONCURRENCY=8 ASYA_RUNTIME_WORKERS=2"
   BENCH_PIPELINE    settings of the three pipeline actors (default ASYA_CONCURRENCY=4)
+  BENCH_PIPELINE10  settings of the ten actors of row (p) (default BENCH_PIPELINE)
+  BENCH_PIPELINE10_MESSAGES   messages per run of row (p) (default N/4, at least 100)
+  BENCH_SIZES       payload sizes of rows (s) in bytes (default 1024,65536,1048576)
+  BENCH_FANOUT      results per input in row (o) (default 100)
+  BENCH_FANOUT_MESSAGES       inputs per run of row (o) (default N/40, at least 20)
+  BENCH_INSTR_MESSAGES        messages of row (i)'s big run (default 2000)
   BENCH_PY_RUNTIME  path to a reference asya_runtime.py for row (g)
   BENCH_PYTHON      interpreter for it (default /usr/bin/python3)
+  BENCH_REPEAT_BUDGET  seconds after which later rows get one run (default 95)
+  BENCH_DRAIN_TIMEOUT  seconds a drain may take before its partial rate is shown (default 30)
+  BENCH_GW_SLOW_DELAY  answer delay of row (h)'s slow gateway (default 1.0)
+  BENCH_SWEEP       "settings;settings;...": a tuning aid, prints rates, no table
   ASYA_BUILD_DIR    build directory (default build); process logs end up in <build>/bench/logs
 """
 import asyncio
@@ -62,7 +97,7 @@ SIZES = [int(x) for x in os.environ.get("BENCH_SIZES", "1024,65536,1048576").spl
 SIZE_DIV = {1024: 4, 65536: 20, 1048576: 100}
 PIPE10_N = int(os.environ.get("BENCH_PIPELINE10_MESSAGES", str(max(100, N // 4))))
 FANOUT = int(os.environ.get("BENCH_FANOUT", "100"))
-FANOUT_N = int(os.environ.get("BENCH_FANOUT_MESSAGES", str(max(20, N // 100))))
+FANOUT_N = int(os.environ.get("BENCH_FANOUT_MESSAGES", str(max(20, N // 40))))
 INSTR_N = int(os.environ.get("BENCH_INSTR_MESSAGES", "2000"))
 PYTHON = os.environ.get("BENCH_PYTHON", "/usr/bin/python3")
 LAT_COUNT = 2000
@@ -305,13 +340,14 @@ def timed_drain(in_queue, sink, actors, start_consumers, stop_consumers, verify_
 
 
 checks = []
+HWM_B = [None]  # the (b) sidecar's VmHWM (KiB), for the ~200 B line of (s)
 ORDER = []  # (row, in order?) for rows with one in-flight slot
 LABEL = ["?"]  # row being run, for the id checks
 
 
 def repeat(fn):
     """Up to REPEATS runs; once the bench has used REPEAT_BUDGET seconds, later
-    rows get fewer (at least one), so `make bench` stays under 3 minutes.  The
+    rows get fewer (at least one), so `make bench` stays under a few minutes.  The
     table shows each row's runs."""
     rates = []
     for i in range(REPEATS):
@@ -644,13 +680,16 @@ def report(rows, lat, rss, elapsed, extra):
         print("-" * w)
         print("(s) payload sizes: bare relay, confirms pipelined (as a2) vs echo actor, defaults;")
         print("    fewer messages for bigger sizes; MB = 10^6 bytes of envelope; peak RSS =")
-        print("    the sidecar's VmHWM just before it was stopped (KiB)")
+        print("    the sidecar's VmHWM just before it was stopped (KiB); ~200 B = rows a2, b")
         print("    %-7s %6s %8s %7s %8s %7s %6s %8s" % ("size", "msgs", "relay/s", "MB/s",
                                                      "actor/s", "MB/s", "x rel", "HWM KiB"))
-        for size, (n, relay, actor, hwm) in sorted(sizes.items()):
+        lines = sorted(sizes.items())
+        if "a2" in rows and "b" in rows:
+            lines.insert(0, (200, (N, rows["a2"], rows["b"], HWM_B[0])))
+        for size, (n, relay, actor, hwm) in lines:
             nbytes = size - 5  # asya-bench's envelope: size - 8 bytes up to the data, then "}}
             print("    %-7s %6d %8.0f %7.1f %8.0f %7.1f %6.2f %8s  runs %s | %s"
-                  % (fmt_size(size), n, relay[0], relay[0] * nbytes / 1e6, actor[0],
+                  % ("~200 B" if size == 200 else fmt_size(size), n, relay[0], relay[0] * nbytes / 1e6, actor[0],
                      actor[0] * nbytes / 1e6, actor[0] / relay[0], hwm,
                      "/".join("%.0f" % r for r in relay[1]),
                      "/".join("%.0f" % r for r in actor[1])))
@@ -685,9 +724,9 @@ def report(rows, lat, rss, elapsed, extra):
 
     def target(name, ok, detail):
         if ok is None:
-            print("  %-40s %-5s %s" % (name, "n/a", detail))
+            print("  %-44s %-5s %s" % (name, "n/a", detail))
         else:
-            print("  %-40s %-5s %s" % (name, "PASS" if ok else "MISS", detail))
+            print("  %-44s %-5s %s" % (name, "PASS" if ok else "MISS", detail))
     c = rows.get("c", (None,))[0]
     b = rows.get("b", (None,))[0]
     if c and base_rate:
@@ -724,7 +763,7 @@ def report(rows, lat, rss, elapsed, extra):
         target("(i) sidecar / supervisor instructions/msg", None, "row (i) not run")
     a2 = rows.get("a2", (None,))[0]
     if b and a2:
-        target("(b) >= 0.9 x (a2) relay, confirms pipelined", b >= 0.9 * a2,
+        target("(b) >= 0.9 x (a2) relay, pipelined confirms", b >= 0.9 * a2,
                "%.0f vs %.0f" % (b, 0.9 * a2))
     d = rows.get("d", (None,))[0]
     if d and base_rate:
@@ -732,7 +771,7 @@ def report(rows, lat, rss, elapsed, extra):
                "%.0f vs %.0f" % (d, 0.3 * base_rate))
     if sizes and 1048576 in sizes:
         n, relay, actor, hwm = sizes[1048576]
-        target("(s) 1 MiB: actor MB/s >= 0.8 x relay (pipe)", actor[0] >= 0.8 * relay[0],
+        target("(s) 1 MiB: actor MB/s >= 0.8 x relay pipe", actor[0] >= 0.8 * relay[0],
                "%.1f vs %.1f MB/s" % (actor[0] * (1048576 - 5) / 1e6,
                                       0.8 * relay[0] * (1048576 - 5) / 1e6))
         target("(s) 1 MiB: sidecar peak RSS <= 64 MiB", hwm is not None and hwm <= 65536,
@@ -788,6 +827,7 @@ def main():
             rss.append(("echo actor, defaults (b, e)", actor.rss()))
         finally:
             actor.close()
+        HWM_B[0] = actor.hwm
     if "c" in ROWS:
         log("row (c) echo actor, tuned: %s" % TUNED)
         LABEL[0] = "(c)"
