@@ -358,7 +358,7 @@ def repeat(fn):
     return statistics.median(rates), rates
 
 
-def row_relay(mode, n=None, size=200, ordered=True):
+def row_relay(mode, n=None, size=200, ordered=True, timeout=None):
     n = N if n is None else n
 
     def once(i, last):
@@ -377,12 +377,12 @@ def row_relay(mode, n=None, size=200, ordered=True):
             if p[0].returncode != 0:
                 raise RuntimeError("relay failed:\n" + tail("relay-" + mode))
         return timed_drain("relay-in", "relay-out", "relay-in", go, done,
-                           ordered if i == 0 else None, n=n, size=size)
+                           ordered if i == 0 else None, n=n, size=size, timeout=timeout)
     return repeat(once)
 
 
 def row_actor(name, settings, keep=False, py_runtime=None, ordered=None, n=None, size=200,
-              handler=HANDLER, copies=1, hwm=None):
+              handler=HANDLER, copies=1, hwm=None, timeout=None):
     """hwm: a list that gets the sidecar's peak VmHWM over the runs (KiB)."""
     actor = Actor(name, settings, py_runtime, handler=handler)
     try:
@@ -390,7 +390,8 @@ def row_actor(name, settings, keep=False, py_runtime=None, ordered=None, n=None,
             return timed_drain(name, "happy-end", name, actor.start_sidecar,
                                lambda force: None if keep and last and not force
                                else actor.stop_sidecar(),
-                               ordered if i == 0 else None, n=n, size=size, copies=copies)
+                               ordered if i == 0 else None, n=n, size=size, copies=copies,
+                               timeout=timeout)
         med, rates = repeat(once)
     except BaseException:
         actor.close()
@@ -454,10 +455,14 @@ def rows_sizes():
         n = size_n(size)
         log("row (s) %s x %d: relay pipe" % (fmt_size(size), n))
         LABEL[0] = "(s) %s" % fmt_size(size)
-        relay = row_relay("pipe", n=n, size=size, ordered=False)
+        # 1 MiB through one actor runs at ~15-20 msg/s on 2 cores: more time than
+        # DRAIN_TIMEOUT under load.
+        tmo = max(DRAIN_TIMEOUT, 90)
+        relay = row_relay("pipe", n=n, size=size, ordered=False, timeout=tmo)
         log("row (s) %s x %d: echo actor, defaults" % (fmt_size(size), n))
         hwm = []
-        med, rates, _ = row_actor("bench-echo", {}, ordered=False, n=n, size=size, hwm=hwm)
+        med, rates, _ = row_actor("bench-echo", {}, ordered=False, n=n, size=size, hwm=hwm,
+                                  timeout=tmo)
         out[size] = (n, relay, (med, rates), hwm[0])
     return out
 
