@@ -157,6 +157,27 @@ static void conn_request(struct conn *c, bool control)
         conn_set_events(c, EPOLLRDHUP);
 }
 
+/* Whether a small frame can be a control request at all: it must hold the
+ * key.  Much cheaper than protocol_is_control's memmem on every small
+ * request (memchr is vectorised, and envelopes hold few '_'). */
+static bool conn_may_be_control(const unsigned char *data, size_t len)
+{
+    static const char key[] = PROTO_CONTROL_KEY; /* "asya_control": '_' at 4 */
+    const unsigned char *end = data + len;
+    const unsigned char *p = data + 4;
+    while (p < end && (p = memchr(p, '_', (size_t)(end - p))) != NULL) {
+        if ((size_t)(end - p) >= sizeof key - 1 - 4 && memcmp(p - 4, key, sizeof key - 1) == 0)
+            return true;
+        p++;
+    }
+    return false;
+}
+
+static bool conn_is_control(const unsigned char *data, size_t len)
+{
+    return conn_may_be_control(data, len) && protocol_is_control((const char *)data, len);
+}
+
 /* What c->pre holds: -1 not enough to decide yet, 0 a header of a large
  * frame (lend it as is), 1 a small frame whole. */
 static int conn_pre_state(const struct conn *c)
@@ -196,7 +217,7 @@ static void conn_read(struct conn *c)
                 return;
             }
             if ((size_t)n >= FRAME_HEADER_LEN + len) {
-                if (!protocol_is_control((const char *)buf + FRAME_HEADER_LEN, len)) {
+                if (!conn_is_control(buf + FRAME_HEADER_LEN, len)) {
                     conn_request(c, false);
                     return;
                 }
@@ -236,8 +257,8 @@ static void conn_read(struct conn *c)
         if (ready < 0)
             return;
     }
-    bool control = ready == 1 && protocol_is_control((const char *)c->pre + FRAME_HEADER_LEN,
-                                                     c->pre_len - FRAME_HEADER_LEN);
+    bool control =
+        ready == 1 && conn_is_control(c->pre + FRAME_HEADER_LEN, c->pre_len - FRAME_HEADER_LEN);
     conn_request(c, control);
 }
 
