@@ -49,7 +49,7 @@ Environment:
   BENCH_SIZES       payload sizes of rows (s) in bytes (default 1024,65536,1048576)
   BENCH_FANOUT      results per input in row (o) (default 100)
   BENCH_FANOUT_MESSAGES       inputs per run of row (o) (default N/40, at least 20)
-  BENCH_INSTR_MESSAGES        messages of row (i)'s big run (default 2000)
+  BENCH_INSTR_MESSAGES        messages of row (i)'s big run (default 2000, at least 20)
   BENCH_PY_RUNTIME  path to a reference asya_runtime.py for row (g)
   BENCH_PYTHON      interpreter for it (default /usr/bin/python3)
   BENCH_REPEAT_BUDGET  seconds after which later rows get one run (default 95)
@@ -98,7 +98,7 @@ SIZE_DIV = {1024: 4, 65536: 20, 1048576: 100}
 PIPE10_N = int(os.environ.get("BENCH_PIPELINE10_MESSAGES", str(max(100, N // 4))))
 FANOUT = int(os.environ.get("BENCH_FANOUT", "100"))
 FANOUT_N = int(os.environ.get("BENCH_FANOUT_MESSAGES", str(max(20, N // 40))))
-INSTR_N = int(os.environ.get("BENCH_INSTR_MESSAGES", "2000"))
+INSTR_N = max(20, int(os.environ.get("BENCH_INSTR_MESSAGES", "2000")))
 PYTHON = os.environ.get("BENCH_PYTHON", "/usr/bin/python3")
 LAT_COUNT = 2000
 REPEAT_BUDGET = float(os.environ.get("BENCH_REPEAT_BUDGET", "95"))
