@@ -118,10 +118,27 @@ struct report {
     char *actor;
     char *status_text;
     char *message;
+    /* a report held until the ones before it landed (hold_report) */
+    ev_timer hold;
+    json_t *body; /* what change's strings and result point into */
+    struct job_change change;
+    double after; /* progress: the percent the job must have reached first */
+    char id[JOB_ID_LEN + 1];
+    double hold_until;
+    double hold_delay; /* the next wait; doubles */
+    bool listed;       /* on g->held, until freed */
+    TAILQ_ENTRY(report) link;
 };
+
+static void hold_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void wake_held(struct gateway *g, const char *id);
 
 static void free_report(struct report *rp)
 {
+    if (rp->listed)
+        TAILQ_REMOVE(&rp->g->held, rp, link);
+    ev_timer_stop(rp->g->loop, &rp->hold);
+    json_decref(rp->body);
     free(rp->actor);
     free(rp->status_text);
     free(rp->message);
@@ -153,7 +170,12 @@ static void on_applied(void *arg, enum store_rc rc, const struct job *job, const
         else
             gwreq_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
     }
-    free_report(rp);
+    struct gateway *g = rp->g;
+    char id[JOB_ID_LEN + 1];
+    snprintf(id, sizeof id, "%s", rc == STORE_OK && job ? job->id : rp->id);
+    free_report(rp); /* off g->held first: it is no longer on its way */
+    if (*id)
+        wake_held(g, id);
 }
 
 static struct report *new_report(struct gateway *g, struct gwreq *req, enum job_change_kind kind)
@@ -163,6 +185,8 @@ static struct report *new_report(struct gateway *g, struct gwreq *req, enum job_
         gwreq_reply_text(req, 500, "out of memory\n");
         return NULL;
     }
+    ev_timer_init(&rp->hold, hold_cb, 0., 0.);
+    rp->hold.data = rp;
     rp->g = g;
     rp->req = req;
     rp->kind = kind;
@@ -191,6 +215,102 @@ static bool opt_int(const json_t *o, const char *key, int *out)
         return true;
     }
     return false;
+}
+
+/*
+ * Reports of one job travel apart: each sidecar sends its own one after
+ * another, while the message moves on at once, so a fast pipeline's next
+ * step (or its end actor's final) can reach the gateway before the previous
+ * step's last reports.  Progress never goes down and nothing changes a
+ * finished job, so those would be lost to the stream.  So a report waits,
+ * up to HOLD_MAX_S, while the job has not reached the checkpoint before it
+ * (progress: progress_after(); a succeeded final: no progress report of the
+ * job still on its way here, and every step completed once sidecars report
+ * at all).  It looks again when another report of the job was applied here,
+ * else after HOLD_FIRST_S, doubling (a handful of reads at most, also when a
+ * report was dropped and never comes).  A failed final never waits (its later
+ * steps never run); a report that waited its time is applied.
+ */
+#define HOLD_FIRST_S 0.01
+#define HOLD_MAX_S   0.5
+
+static void on_held_job(void *arg, enum store_rc rc, const struct job *job, const char *errmsg);
+
+static void hold_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct report *rp = t->data;
+    (void)loop;
+    (void)revents;
+    rp->g->store->ops->get(rp->g->store, rp->id, on_held_job, rp);
+}
+
+/* A progress report of job id arrived here and is not applied yet. */
+static bool progress_pending(const struct gateway *g, const char *id)
+{
+    const struct report *p;
+    for (p = TAILQ_FIRST(&g->held); p; p = TAILQ_NEXT(p, link))
+        if (p->change.kind == CHANGE_PROGRESS && strcmp(p->id, id) == 0)
+            return true;
+    return false;
+}
+
+/* A report of job id was applied: the ones waiting for it look again now. */
+static void wake_held(struct gateway *g, const char *id)
+{
+    struct report *p;
+    for (p = TAILQ_FIRST(&g->held); p; p = TAILQ_NEXT(p, link)) {
+        if (ev_is_active(&p->hold) && strcmp(p->id, id) == 0) {
+            ev_timer_stop(g->loop, &p->hold);
+            ev_timer_set(&p->hold, 0., 0.);
+            ev_timer_start(g->loop, &p->hold);
+        }
+    }
+}
+
+static bool report_early(const struct report *rp, const struct job *job)
+{
+    if (job_status_terminal(job->status))
+        return false;
+    if (rp->change.kind == CHANGE_SUCCEEDED)
+        return progress_pending(rp->g, rp->id) ||
+               (job->current_step && job->steps_completed < job->total_steps);
+    return job->progress_percent + 1e-9 < rp->after;
+}
+
+static void on_held_job(void *arg, enum store_rc rc, const struct job *job, const char *errmsg)
+{
+    struct report *rp = arg;
+    (void)errmsg;
+    double now = ev_now(rp->g->loop);
+    if (rc == STORE_OK && report_early(rp, job) && now < rp->hold_until) {
+        double wait = rp->hold_delay;
+        if (now + wait > rp->hold_until)
+            wait = rp->hold_until - now;
+        rp->hold_delay *= 2;
+        ev_timer_set(&rp->hold, wait, 0.);
+        ev_timer_start(rp->g->loop, &rp->hold);
+        return;
+    }
+    /* What apply says (unknown job, store down) is the answer. */
+    rp->g->store->ops->apply(rp->g->store, rp->id, &rp->change, on_applied, rp);
+}
+
+/* Apply c (its strings in body) for rp, after the reports before it. */
+static void hold_report(struct gateway *g, struct report *rp, const char *id, json_t *body,
+                        const struct job_change *c)
+{
+    if (strlen(id) > JOB_ID_LEN) { /* not a job id: apply says 404 */
+        g->store->ops->apply(g->store, id, c, on_applied, rp);
+        return;
+    }
+    rp->body = json_incref(body);
+    rp->change = *c;
+    snprintf(rp->id, sizeof rp->id, "%s", id);
+    rp->hold_until = ev_now(g->loop) + HOLD_MAX_S;
+    rp->hold_delay = HOLD_FIRST_S;
+    TAILQ_INSERT_TAIL(&g->held, rp, link);
+    rp->listed = true;
+    g->store->ops->get(g->store, id, on_held_job, rp);
 }
 
 static void post_progress(struct gateway *g, struct gwreq *req, const char *id)
@@ -222,7 +342,8 @@ static void post_progress(struct gateway *g, struct gwreq *req, const char *id)
                 .step = opt_string(body, "step"),
                 .step_index = step_index,
                 .step_status = st};
-            g->store->ops->apply(g->store, id, &c, on_applied, rp);
+            rp->after = progress_after(step_index, total, st);
+            hold_report(g, rp, id, body, &c);
         }
     }
     json_decref(body);
@@ -258,7 +379,9 @@ static void post_final(struct gateway *g, struct gwreq *req, const char *id)
         return;
     }
     struct report *rp = new_report(g, req, c.kind);
-    if (rp)
+    if (rp && c.kind == CHANGE_SUCCEEDED)
+        hold_report(g, rp, id, body, &c);
+    else if (rp)
         g->store->ops->apply(g->store, id, &c, on_applied, rp);
     json_decref(body);
 }

@@ -87,6 +87,7 @@ struct gateway *gateway_new(struct ev_loop *loop, const struct gw_config *cfg,
     g->loop = loop;
     g->cfg = cfg;
     g->routes = routes;
+    TAILQ_INIT(&g->held);
     if (gw_metrics_init(&g->metrics, routes->ntools) != 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;

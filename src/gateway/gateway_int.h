@@ -13,8 +13,11 @@
 
 #include <ev.h>
 #include <jansson.h>
+#include <sys/queue.h>
 
 struct sse_hub;
+struct report;
+TAILQ_HEAD(report_list, report);
 struct mcp_sessions;
 
 struct gateway {
@@ -32,7 +35,8 @@ struct gateway {
     ev_timer drain; /* graceful stop */
     bool sweeping;
     bool purging;
-    int inflight; /* tool calls between their start and their last store write */
+    int inflight;            /* tool calls between their start and their last store write */
+    struct report_list held; /* api.c: progress reports and finals not yet applied */
     double drain_started;
     void (*drain_done)(void *arg);
     void *drain_arg;

@@ -205,6 +205,22 @@ double progress_percent(int step_index, int total_steps, enum step_status st)
     return clamp_percent(((double)step_index * 100.0 + w) / (double)total_steps);
 }
 
+double progress_after(int step_index, int total_steps, enum step_status st)
+{
+    switch (st) {
+    case STEP_RECEIVED:
+        return step_index <= 0 ? 0.0
+                               : progress_percent(step_index - 1, total_steps, STEP_COMPLETED);
+    case STEP_PROCESSING:
+        return progress_percent(step_index, total_steps, STEP_RECEIVED);
+    case STEP_COMPLETED:
+        return progress_percent(step_index, total_steps, STEP_PROCESSING);
+    case STEP_NONE:
+        break;
+    }
+    return 0.0;
+}
+
 double progress_percent_within(int step_index, int total_steps, double fraction)
 {
     if (total_steps <= 0)

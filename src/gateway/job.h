@@ -113,6 +113,12 @@ struct job_change {
  */
 double progress_percent(int step_index, int total_steps, enum step_status st);
 
+/* The percent of the checkpoint before (step_index, st) on its route: the
+ * previous step's completed for received (0 for the first step), received
+ * for processing (a handler's own progress included), processing for
+ * completed.  A report applied before that one arrived would hide it. */
+double progress_after(int step_index, int total_steps, enum step_status st);
+
 /* A handler's own progress within a step that is processing (a report with
  * "progress": fraction, 0..1): w = 50 + 49 * fraction in the formula above,
  * between "processing" (50) and "completed" (100) of the step. */

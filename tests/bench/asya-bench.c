@@ -215,8 +215,7 @@ static void wait_confirms(amqp_connection_state_t c, uint64_t seq, uint64_t *con
     }
 }
 
-static int cmd_preload(const char *url, const char *queue, long n, const char *actors,
-                       size_t size)
+static int cmd_preload(const char *url, const char *queue, long n, const char *actors, size_t size)
 {
     amqp_connection_state_t c = connect_url(url);
     amqp_confirm_select(c, CH);

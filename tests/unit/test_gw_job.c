@@ -138,6 +138,19 @@ static void test_progress_seed_sequence(void **state)
     assert_pct(progress_percent(1, 2, STEP_COMPLETED), 100.0);
 }
 
+static void test_progress_after(void **state)
+{
+    (void)state;
+    /* The checkpoint before each of the seed's two-step route's six. */
+    assert_pct(progress_after(0, 2, STEP_RECEIVED), 0.0);
+    assert_pct(progress_after(0, 2, STEP_PROCESSING), 5.0);
+    assert_pct(progress_after(0, 2, STEP_COMPLETED), 25.0);
+    assert_pct(progress_after(1, 2, STEP_RECEIVED), 50.0);
+    assert_pct(progress_after(1, 2, STEP_PROCESSING), 55.0);
+    assert_pct(progress_after(1, 2, STEP_COMPLETED), 75.0);
+    assert_pct(progress_after(0, 2, STEP_NONE), 0.0);
+}
+
 static void test_progress_within_a_step(void **state)
 {
     (void)state;
@@ -794,6 +807,7 @@ int main(void)
         cmocka_unit_test(test_status_names),
         cmocka_unit_test(test_step_status_names),
         cmocka_unit_test(test_progress_seed_sequence),
+        cmocka_unit_test(test_progress_after),
         cmocka_unit_test(test_progress_within_a_step),
         cmocka_unit_test(test_progress_other_routes),
         cmocka_unit_test(test_progress_clamped),

@@ -601,7 +601,8 @@ def assert_progress(job_id: str, route: List[str], progress: List[Dict[str, Any]
     <status>"; its percent is GATEWAY.md's (index*100 + 10/50/100) / len(route),
     or the highest so far when a later checkpoint came first (progress never goes
     down).  complete=True: all of them, in route order (for routes whose steps take
-    time; a fast pipeline loses some: README.md, "Known issue").
+    time; a fast pipeline's come back in order only when none was more than 0.5 s late:
+    README.md, "Report order").
     Returns the percents."""
     want = checkpoints(route, failed_at)
     # With a repeated step name, which index a report is for follows from the order.
