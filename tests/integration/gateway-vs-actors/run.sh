@@ -190,16 +190,11 @@ teardown()
     rm -rf "$BROKER_DIR" "$PG_DIR"
     rm -f "$SOCK_DIR"/*.sock "$SOCK_DIR"/*.ready
     rmdir "$SOCK_DIR" 2>/dev/null
-    if [ "$rc" -ne 0 ]; then
-        say "FAILED (exit $rc); logs of every process: $RUN_DIR"
-    else
-        say "passed; logs: $RUN_DIR"
-    fi
+    run_verdict "$rc" "$RUN_DIR" process
     exit "$rc"
 }
 trap teardown EXIT
-trap 'RC=130; say "interrupted"; exit 130' INT
-trap 'RC=143; say "terminated"; exit 143' TERM
+run_signal_traps
 
 # Our children get only the ASYA_* variables we give them.
 mapfile -t UNSET_ASYA < <(compgen -e | grep '^ASYA_' | sed 's/^/-u/')
@@ -362,11 +357,9 @@ export ASYA_TEST_METRICS_FILE=$RUN_DIR/metrics
 export ASYA_TEST_PG_DIR=$PG_DIR ASYA_TEST_PG_SH=$ROOT/tests/lib/postgres.sh
 export ASYA_TEST_PG_URL=$PG_URL
 
-PYTEST_LEVEL=$(echo "$LOG_LEVEL" | tr '[:lower:]' '[:upper:]')
-[ "$PYTEST_LEVEL" = WARN ] && PYTEST_LEVEL=WARNING
-PYTEST_ARGS=(-p no:cacheprovider -v -rfEsxX --durations=10 --log-level="$PYTEST_LEVEL"
-    --junitxml="$RUN_DIR/junit.xml")
-[ -n "$LOG_LEVEL_SET" ] && PYTEST_ARGS+=(-o log_cli=true --log-cli-level="$PYTEST_LEVEL")
+pytest_log_args "$LOG_LEVEL" "$LOG_LEVEL_SET"
+PYTEST_ARGS=(-p no:cacheprovider -v -rfEsxX --durations=10 --junitxml="$RUN_DIR/junit.xml"
+    "${PYTEST_LOG_ARGS[@]}")
 
 cd "$SUITE_DIR" || exit 2
 # pytest runs in the background so that a signal to this script is handled at

@@ -51,62 +51,22 @@ KILL_SIDECAR="sc-echo"
 
 say() { echo "run-compose.sh: $*" >&2; }
 
-command -v docker >/dev/null 2>&1 || { say "docker is not installed"; exit 2; }
-docker info >/dev/null 2>&1 || { say "no Docker engine answers (DOCKER_HOST=${DOCKER_HOST:-default}); start dockerd first"; exit 2; }
-if docker compose version >/dev/null 2>&1; then
-    DC=(docker compose)
-elif command -v docker-compose >/dev/null 2>&1; then
-    DC=(docker-compose)
-else
-    say "neither 'docker compose' nor 'docker-compose' is installed"
-    exit 2
-fi
-DC+=(-p "$PROJECT" -f "$SUITE_DIR/docker-compose.yml" --project-directory "$SUITE_DIR")
-dc() { "${DC[@]}" "$@"; }
-# Without the buildx plugin the docker CLI needs the classic builder.
-docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
-
 # shellcheck source=../../lib/runs.sh
 . "$ROOT/tests/lib/runs.sh"
+# shellcheck source=../../lib/compose.sh
+. "$ROOT/tests/lib/compose.sh"
+compose_init "$PROJECT" "$SUITE_DIR/docker-compose.yml" "$SUITE_DIR"
 RUN_DIR=$(new_run_dir "$ROOT/build/test-runs" sidecar-vs-runtime-compose) || exit 2
 STAMP=$(date +%Y%m%d-%H%M%S) # tags this run's test ids
 
 RC=2
 UP=
 
-teardown()
-{
-    local rc=$RC
-    trap - EXIT INT TERM
-    if [ -n "$UP" ]; then
-        dc ps >"$RUN_DIR/ps.txt" 2>&1
-        for s in $(dc config --services 2>/dev/null); do
-            dc logs --no-color --timestamps "$s" >"$RUN_DIR/$s.log" 2>&1
-        done
-        if [ "${ASYA_COMPOSE_KEEP:-}" = 1 ]; then
-            say "ASYA_COMPOSE_KEEP=1: left running; stop with: ${DC[*]} down -v --remove-orphans"
-        else
-            dc down -v --remove-orphans --timeout 20 >"$RUN_DIR/down.log" 2>&1 ||
-                { say "down -v failed:"; cat "$RUN_DIR/down.log" >&2; }
-        fi
-    fi
-    if [ "$rc" -ne 0 ]; then
-        say "FAILED (exit $rc); logs of every container: $RUN_DIR"
-    else
-        say "passed; logs: $RUN_DIR"
-    fi
-    exit "$rc"
-}
-trap teardown EXIT
-trap 'RC=130; say "interrupted"; exit 130' INT
-trap 'RC=143; say "terminated"; exit 143' TERM
+trap compose_teardown EXIT
+run_signal_traps
 
 # ---- the compose file must have a pair per scenario ---------------------------
-services=$(dc config --services 2>"$RUN_DIR/config.err") || {
-    say "docker-compose.yml does not parse:"
-    cat "$RUN_DIR/config.err" >&2
-    exit 2
-}
+services=$(compose_services) || exit 2
 missing=
 while read -r queue handler _timeout; do
     short=${queue#test-}
@@ -124,70 +84,20 @@ fi
 PAIRS=$(grep -E '^(rt|sc)-' <<<"$services" | tr '\n' ' ')
 
 # ---- 1. images ------------------------------------------------------------------
-for base in debian:bookworm-slim rabbitmq:3-management; do
-    docker image inspect "$base" >/dev/null 2>&1 && continue
-    say "pulling $base (on a machine without a registry, run scripts/ci-container-images.sh first)"
-    docker pull -q "$base" >/dev/null || { say "no image $base"; exit 2; }
-done
-build()
-{
-    # build TAG DOCKERFILE CONTEXT-DIR PATHS...: a tar of only PATHS as context.
-    local tag=$1 file=$2 dir=$3 t0=$SECONDS
-    shift 3
-    if ! tar -C "$dir" -c "$@" | docker build -f "$file" -t "$tag" - >"$RUN_DIR/build-${tag%%:*}.log" 2>&1; then
-        tail -n 30 "$RUN_DIR/build-${tag%%:*}.log" >&2
-        say "building $tag failed (log: $RUN_DIR/build-${tag%%:*}.log)"
-        exit 2
-    fi
-    say "image $tag built in $((SECONDS - t0)) s"
-}
+compose_pull_bases debian:bookworm-slim rabbitmq:3-management
 SRC=(Makefile asya-handler.pc.in include src compose)
-build asya-runtime:local compose/Dockerfile.runtime "$ROOT" "${SRC[@]}" handlers \
+compose_build asya-runtime:local compose/Dockerfile.runtime "$ROOT" "${SRC[@]}" handlers \
     tests/integration/sidecar-vs-runtime/handlers
-build asya-sidecar:local compose/Dockerfile.sidecar "$ROOT" "${SRC[@]}"
-build asya-svr-tester:local docker/Dockerfile.tester "$SUITE_DIR" docker
+compose_build asya-sidecar:local compose/Dockerfile.sidecar "$ROOT" "${SRC[@]}"
+compose_build asya-svr-tester:local docker/Dockerfile.tester "$SUITE_DIR" docker
 
 # ---- 2. up and healthy ----------------------------------------------------------
-dc down -v --remove-orphans >/dev/null 2>&1 # leftovers of an interrupted run
-UP=yes
-t0=$SECONDS
-say "starting RabbitMQ and $(wc -w <<<"$PAIRS") runtime/sidecar containers"
 # shellcheck disable=SC2086
-if ! dc up -d --no-build rabbitmq $PAIRS >"$RUN_DIR/up.log" 2>&1; then
-    tail -n 30 "$RUN_DIR/up.log" >&2
-    say "compose up failed"
-    exit 2
-fi
-deadline=$((SECONDS + 180))
-while :; do
-    pending=
-    for s in rabbitmq $PAIRS; do
-        id=$(dc ps -q "$s" 2>/dev/null)
-        st=$(docker inspect -f '{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id" 2>/dev/null)
-        case $st in
-        running/healthy) ;;
-        exited/* | dead/*)
-            say "$s exited during start-up:"
-            dc logs --no-color --tail 20 "$s" >&2
-            exit 2
-            ;;
-        *) pending="$pending $s($st)" ;;
-        esac
-    done
-    [ -z "$pending" ] && break
-    if [ $SECONDS -ge $deadline ]; then
-        say "not healthy after 180 s:$pending"
-        exit 2
-    fi
-    sleep 1
-done
-say "all $(($(wc -w <<<"$PAIRS") + 1)) containers healthy after $((SECONDS - t0)) s"
+compose_start "starting RabbitMQ and $(wc -w <<<"$PAIRS") runtime/sidecar containers" rabbitmq $PAIRS
 
 # ---- 3. the pytest suite ----------------------------------------------------------
-PYTEST_LEVEL=$(echo "$LOG_LEVEL" | tr '[:lower:]' '[:upper:]')
-[ "$PYTEST_LEVEL" = WARN ] && PYTEST_LEVEL=WARNING
-PYTEST=(python3 -m pytest -p no:cacheprovider -v --log-level="$PYTEST_LEVEL")
-[ -n "$LOG_LEVEL_SET" ] && PYTEST+=(-o log_cli=true --log-cli-level="$PYTEST_LEVEL")
+pytest_log_args "$LOG_LEVEL" "$LOG_LEVEL_SET"
+PYTEST=(python3 -m pytest -p no:cacheprovider -v "${PYTEST_LOG_ARGS[@]}")
 t0=$SECONDS
 dc run --rm --no-deps tester "${PYTEST[@]}" tests "$@"
 RC=$?

@@ -122,16 +122,11 @@ teardown()
     rm -rf "$BROKER_DIR"
     rm -f "$SOCK_DIR"/*.sock "$SOCK_DIR"/*.ready
     rmdir "$SOCK_DIR" 2>/dev/null
-    if [ "$rc" -ne 0 ]; then
-        say "FAILED (exit $rc); logs of every process: $RUN_DIR"
-    else
-        say "passed; logs: $RUN_DIR"
-    fi
+    run_verdict "$rc" "$RUN_DIR" process
     exit "$rc"
 }
 trap teardown EXIT
-trap 'RC=130; say "interrupted"; exit 130' INT
-trap 'RC=143; say "terminated"; exit 143' TERM
+run_signal_traps
 
 # ---- broker -----------------------------------------------------------------
 say "run folder $RUN_DIR"
@@ -226,10 +221,8 @@ fi
 say "${#QUEUES[@]} sidecars consuming"
 
 # ---- tests ------------------------------------------------------------------
-PYTEST_LEVEL=$(echo "$LOG_LEVEL" | tr '[:lower:]' '[:upper:]')
-[ "$PYTEST_LEVEL" = WARN ] && PYTEST_LEVEL=WARNING
-PYTEST_ARGS=(-p no:cacheprovider -v --log-level="$PYTEST_LEVEL")
-[ -n "$LOG_LEVEL_SET" ] && PYTEST_ARGS+=(-o log_cli=true --log-cli-level="$PYTEST_LEVEL")
+pytest_log_args "$LOG_LEVEL" "$LOG_LEVEL_SET"
+PYTEST_ARGS=(-p no:cacheprovider -v "${PYTEST_LOG_ARGS[@]}")
 
 cd "$SUITE_DIR" || exit 2
 "$PY" -m pytest "${PYTEST_ARGS[@]}" tests "$@"
