@@ -121,6 +121,7 @@ struct report {
     /* a report held until the ones before it landed (hold_report) */
     ev_timer hold;
     json_t *body; /* what change's strings and result point into */
+    char *error;  /* change.error's copy (a failed final's may be on the caller's stack) */
     struct job_change change;
     double after; /* progress: the percent the job must have reached first */
     char id[JOB_ID_LEN + 1];
@@ -139,6 +140,7 @@ static void free_report(struct report *rp)
         TAILQ_REMOVE(&rp->g->held, rp, link);
     ev_timer_stop(rp->g->loop, &rp->hold);
     json_decref(rp->body);
+    free(rp->error);
     free(rp->actor);
     free(rp->status_text);
     free(rp->message);
@@ -226,10 +228,12 @@ static bool opt_int(const json_t *o, const char *key, int *out)
  * up to HOLD_MAX_S, while the job has not reached the checkpoint before it
  * (progress: progress_after(); a succeeded final: no progress report of the
  * job still on its way here, and every step completed once sidecars report
- * at all).  It looks again when another report of the job was applied here,
+ * at all; a failed final: no progress report of the job on its way here,
+ * since its later steps never run).  It looks again when another report of
+ * the job was applied here,
  * else after HOLD_FIRST_S, doubling (a handful of reads at most, also when a
- * report was dropped and never comes).  A failed final never waits (its later
- * steps never run); a report that waited its time is applied.
+ * report was dropped and never comes); a report that waited its time is
+ * applied.
  */
 #define HOLD_FIRST_S 0.01
 #define HOLD_MAX_S   0.5
@@ -271,10 +275,12 @@ static bool report_early(const struct report *rp, const struct job *job)
 {
     if (job_status_terminal(job->status))
         return false;
+    if (rp->change.kind == CHANGE_FAILED)
+        return progress_pending(rp->g, rp->id);
     if (rp->change.kind == CHANGE_SUCCEEDED)
         return progress_pending(rp->g, rp->id) ||
                (job->current_step && job->steps_completed < job->total_steps);
-    return job->progress_percent + 1e-9 < rp->after;
+    return job->progress_percent + 0.01 < rp->after; /* the store keeps 2 decimals */
 }
 
 static void on_held_job(void *arg, enum store_rc rc, const struct job *job, const char *errmsg)
@@ -303,14 +309,26 @@ static void hold_report(struct gateway *g, struct report *rp, const char *id, js
         g->store->ops->apply(g->store, id, c, on_applied, rp);
         return;
     }
+    if (c->error && !(rp->error = strdup(c->error))) {
+        g->store->ops->apply(g->store, id, c, on_applied, rp); /* no memory to wait with */
+        return;
+    }
     rp->body = json_incref(body);
     rp->change = *c;
+    rp->change.error = rp->error;
     snprintf(rp->id, sizeof rp->id, "%s", id);
     rp->hold_until = ev_now(g->loop) + HOLD_MAX_S;
     rp->hold_delay = HOLD_FIRST_S;
     TAILQ_INSERT_TAIL(&g->held, rp, link);
     rp->listed = true;
-    g->store->ops->get(g->store, id, on_held_job, rp);
+    /* Nothing to wait for without a read: a first checkpoint, or a failed final
+     * with no progress report of its job on its way. */
+    bool now = (c->kind == CHANGE_PROGRESS && rp->after <= 0) ||
+               (c->kind == CHANGE_FAILED && !progress_pending(g, id));
+    if (now)
+        g->store->ops->apply(g->store, id, c, on_applied, rp);
+    else
+        g->store->ops->get(g->store, id, on_held_job, rp);
 }
 
 static void post_progress(struct gateway *g, struct gwreq *req, const char *id)
@@ -379,10 +397,8 @@ static void post_final(struct gateway *g, struct gwreq *req, const char *id)
         return;
     }
     struct report *rp = new_report(g, req, c.kind);
-    if (rp && c.kind == CHANGE_SUCCEEDED)
+    if (rp)
         hold_report(g, rp, id, body, &c);
-    else if (rp)
-        g->store->ops->apply(g->store, id, &c, on_applied, rp);
     json_decref(body);
 }
 

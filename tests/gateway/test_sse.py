@@ -74,6 +74,61 @@ def test_handler_progress_streams_between_processing_and_completed(gw, q):
     assert pcts == sorted(pcts) and close_to(pcts[3], percent(0, 3, "completed")), pcts
 
 
+@pytest.mark.parametrize("final", ["succeeded", "failed"])
+def test_early_reports_wait_for_the_checkpoint_before_them(gw, q, final):
+    """Reports of one job that arrive out of route order (a fast pipeline): step
+    beta's received before alpha's completed, and the final before both.  The
+    gateway holds each until the checkpoint before it is written (at most 0.5 s),
+    so the history, and every stream, has them in route order, all before the
+    final.  One that never comes holds nothing past 0.5 s."""
+    jid = gw.call_ok("pipeline", {"value": 1})
+    assert post_progress(gw, jid, q.alpha, 0, 3, "received").status_code == 200
+    assert post_progress(gw, jid, q.alpha, 0, 3, "processing").status_code == 200
+    answers = {}
+
+    def send(name, fn):
+        t0 = time.monotonic()
+        r = fn()
+        answers[name] = (r.status_code, time.monotonic() - t0)
+
+    early = [
+        ("beta-received", lambda: post_progress(gw, jid, q.beta, 1, 3, "received")),
+        ("final", lambda: post_final(gw, jid, final, result={"v": 1}, error="E: late")),
+    ]
+    threads = []
+    for name, fn in early:
+        t = threading.Thread(target=send, args=(name, fn))
+        t.start()
+        threads.append(t)
+        time.sleep(0.05)  # in this order
+    assert post_progress(gw, jid, q.alpha, 0, 3, "completed").status_code == 200
+    for t in threads:
+        t.join(5)
+    assert all(code == 200 for code, _ in answers.values()), answers
+    # beta's received went in as soon as alpha's completed did (about 0.1 s after it
+    # was sent), not when its 0.5 s were up.
+    assert answers["beta-received"][1] < 0.4, answers
+    with SSE(stream_url(gw, jid)) as s:
+        items = s.read_until_eof(5)
+    ups = updates(items)
+    got = [(u.get("step"), u.get("step_status")) for u in ups if u.get("step_status")]
+    assert got == [(q.alpha, "received"), (q.alpha, "processing"), (q.alpha, "completed"),
+                   (q.beta, "received")], got
+    want = "Succeeded" if final == "succeeded" else "Failed"
+    assert ups[-1]["status"] == want and [u["status"] for u in ups].count(want) == 1, ups
+    pcts = [u["progress_percent"] for u in ups if u.get("step_status")]
+    assert pcts == sorted(pcts) and close_to(pcts[-1], percent(1, 3, "received")), pcts
+
+
+def test_a_report_whose_predecessor_never_comes_waits_half_a_second(gw, q):
+    jid = gw.call_ok("pipeline", {"value": 1})
+    t0 = time.monotonic()
+    r = post_progress(gw, jid, q.gamma, 2, 3, "completed")  # nothing before it ever comes
+    took = time.monotonic() - t0
+    assert r.status_code == 200 and close_to(r.json()["progress_percent"], 100), r.text
+    assert 0.4 <= took < 2.0, took
+
+
 def test_late_subscriber_gets_full_replay(gw, q):
     jid = gw.call_ok("pipeline", {"value": 1})
     sent = []
