@@ -230,10 +230,9 @@ static bool opt_int(const json_t *o, const char *key, int *out)
  * job still on its way here, and every step completed once sidecars report
  * at all; a failed final: no progress report of the job on its way here,
  * since its later steps never run).  It looks again when another report of
- * the job was applied here,
- * else after HOLD_FIRST_S, doubling (a handful of reads at most, also when a
- * report was dropped and never comes); a report that waited its time is
- * applied.
+ * the job was applied here, else after HOLD_FIRST_S, doubling (a handful of
+ * reads at most, also when a report was dropped and never comes); a report
+ * that waited its time is applied.
  */
 #define HOLD_FIRST_S 0.01
 #define HOLD_MAX_S   0.5
