@@ -279,17 +279,18 @@ void reports_shutdown(struct sidecar *sc)
 
 /* ---- progress ------------------------------------------------------------------------- */
 
-void reports_progress(struct sidecar *sc, const struct message *m, enum jobreport_status status,
-                      double duration_s)
+/* The job id m's progress goes to, or NULL: no gateway, an end actor, no
+ * valid envelope or no job id. */
+static const char *progress_job(const struct sidecar *sc, const struct message *m)
 {
     if (!sc->reports || sc->cfg->is_end_actor || !m->env.root)
-        return;
-    const char *job = jobreport_job_id(m->env.root);
-    if (!job || gwreport_progress_drop(sc->reports->gw))
-        return;
-    size_t len = 0;
-    long ms = duration_s < 0 ? -1 : (long)(duration_s * 1000.0 + 0.5);
-    char *body = jobreport_progress_body(&m->env, status, sc->cfg->actor_name, ms, &len);
+        return NULL;
+    return jobreport_job_id(m->env.root);
+}
+
+/* Send body (NULL: it could not be built, counted as dropped) for job. */
+static void send_progress(struct sidecar *sc, const char *job, char *body, size_t len)
+{
     if (!body) {
         sc->stats.gw.progress_dropped++;
         return;
@@ -297,9 +298,16 @@ void reports_progress(struct sidecar *sc, const struct message *m, enum jobrepor
     gwreport_progress(sc->reports->gw, job, body, len);
 }
 
-static bool reports_progress_of(struct sidecar *sc, const struct message *m)
+void reports_progress(struct sidecar *sc, const struct message *m, enum jobreport_status status,
+                      double duration_s)
 {
-    return sc->reports && !sc->cfg->is_end_actor && m->env.root && jobreport_job_id(m->env.root);
+    const char *job = progress_job(sc, m);
+    if (!job || gwreport_progress_drop(sc->reports->gw))
+        return;
+    size_t len = 0;
+    long ms = duration_s < 0 ? -1 : (long)(duration_s * 1000.0 + 0.5);
+    char *body = jobreport_progress_body(&m->env, status, sc->cfg->actor_name, ms, &len);
+    send_progress(sc, job, body, len);
 }
 
 bool reports_runtime_body(struct sidecar *sc, struct message *m, const char **body, size_t *len)
@@ -308,7 +316,7 @@ bool reports_runtime_body(struct sidecar *sc, struct message *m, const char **bo
     *body = m->body;
     *len = m->len;
     /* An envelope that carries the key already is sent as it is. */
-    if (!reports_progress_of(sc, m) || json_object_get(m->env.root, PROTO_PROGRESS_KEY))
+    if (!progress_job(sc, m) || json_object_get(m->env.root, PROTO_PROGRESS_KEY))
         return false;
     const char *brace = memchr(m->body, '{', m->len);
     size_t head = brace ? (size_t)(brace - m->body) + 1 : 0;
@@ -334,18 +342,13 @@ bool reports_runtime_body(struct sidecar *sc, struct message *m, const char **bo
 void reports_handler_progress(struct sidecar *sc, const struct message *m, double fraction,
                               const char *message)
 {
-    if (!reports_progress_of(sc, m))
-        return;
-    if (gwreport_progress_drop(sc->reports->gw))
+    const char *job = progress_job(sc, m);
+    if (!job || gwreport_progress_drop(sc->reports->gw))
         return;
     size_t len = 0;
     char *body =
         jobreport_handler_progress_body(&m->env, sc->cfg->actor_name, fraction, message, &len);
-    if (!body) {
-        sc->stats.gw.progress_dropped++;
-        return;
-    }
-    gwreport_progress(sc->reports->gw, jobreport_job_id(m->env.root), body, len);
+    send_progress(sc, job, body, len);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------- */
