@@ -227,7 +227,10 @@ static void owner_of_dead(struct worker *w, void *owner, enum handoff_phase phas
         return;
     case HANDOFF_ANSWERED:
     default:
-        log_warn("worker %ld %s right after answering; replacing it", pid, how);
+        if (p->stopped)
+            log_debug("worker %ld %s right after answering, during shutdown", pid, how);
+        else
+            log_warn("worker %ld %s right after answering; replacing it", pid, how);
         p->ev->done(p->ctx, owner, true);
         return;
     }
@@ -272,7 +275,7 @@ static void worker_child_cb(struct ev_loop *loop, ev_child *ch, int revents)
                      p->cfg->handler, how);
             p->ev->start_failed(p->ctx, (long)pid, line);
         }
-    } else if (was == W_STOPPING) {
+    } else if (was == W_STOPPING || (was == W_BUSY && p->stopped)) {
         if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
             log_warn("worker %ld %s while stopping", (long)pid, how);
         else
@@ -492,7 +495,15 @@ void pool_stop(struct pool *p)
         ev_timer_stop(p->loop, &w->grace);
         if (w->pid <= 0)
             continue;
-        if (w->state == W_BUSY || w->state == W_STARTING)
+        /* A done frame may already wait: read it, so a worker that has
+         * finished is stopped, not killed, and runs asya_fini. */
+        while ((w->state == W_BUSY || w->state == W_STARTING) && chan_read(&w->ch) > 0)
+            ;
+        /* One that has its answer out (or going out) only has the done
+         * frame to send: closing the channel stops it cleanly, and the
+         * stop timer kills it if a client does not read its answer. */
+        bool answering = w->state == W_BUSY && handoff_get(w->ledger) >= HANDOFF_WRITING;
+        if ((w->state == W_BUSY && !answering) || w->state == W_STARTING)
             worker_kill(w, REAP_KILL_SHUTDOWN);
         if (w->state == W_IDLE)
             w->state = W_STOPPING;
