@@ -361,8 +361,9 @@ lint:
 
 FUZZ_SECONDS ?= 30
 FUZZ_CC      ?= clang
-FUZZ_TARGETS := frame envelope response
-FUZZ_SRC     := src/common/frame.c src/common/envelope.c src/common/protocol.c
+FUZZ_TARGETS := frame envelope response jscan
+FUZZ_SRC     := src/common/frame.c src/common/envelope.c src/common/protocol.c src/common/jscan.c \
+                src/common/textbuf.c
 FUZZ_CFLAGS  := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer -Iinclude -Isrc/common -D_GNU_SOURCE
 
