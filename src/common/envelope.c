@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -112,10 +114,105 @@ int envelope_from_json(json_t *root, int flags, struct envelope *env, char *err,
     return 0;
 }
 
+/* A member that may be absent or null, else must have type t. */
+static bool absent_or(const struct jscan_member *m, enum jscan_type t)
+{
+    return !m || m->type == JSCAN_NULL || m->type == t;
+}
+
+/*
+ * The canonical scan: 0 with env filled, or 1 when the text is not in
+ * canonical form or anything about it is not plainly valid; then the
+ * jansson path decides (and words the error).
+ */
+static int scan_envelope(const char *data, size_t len, int flags, struct envelope *env)
+{
+    struct envelope_scan s;
+    int n = jscan_object(data, len, true, s.top, JSCAN_MAX_KEYS);
+    if (n < 0)
+        return 1;
+    s.top_count = (size_t)n;
+    const struct jscan_member *route = jscan_find(s.top, s.top_count, "route");
+    const struct jscan_member *id = jscan_find(s.top, s.top_count, "id");
+    if (!jscan_find(s.top, s.top_count, "payload") || !route || route->type != JSCAN_OBJECT ||
+        !absent_or(id, JSCAN_STRING) ||
+        !absent_or(jscan_find(s.top, s.top_count, "parent_id"), JSCAN_STRING) ||
+        !absent_or(jscan_find(s.top, s.top_count, "headers"), JSCAN_OBJECT))
+        return 1;
+    s.route_index = (size_t)(route - s.top);
+    n = jscan_object(route->value, route->value_len, false, s.route, ENVELOPE_ROUTE_MEMBERS);
+    if (n < 0)
+        return 1;
+    s.route_count = (size_t)n;
+    const char *key = "actors";
+    const struct jscan_member *actors = jscan_find(s.route, s.route_count, key);
+    if (!actors) {
+        key = "steps";
+        actors = jscan_find(s.route, s.route_count, key);
+    }
+    const struct jscan_member *cur = jscan_find(s.route, s.route_count, "current");
+    if (!actors || actors->type != JSCAN_ARRAY || !cur || cur->type != JSCAN_INTEGER)
+        return 1;
+    s.actors_index = (size_t)(actors - s.route);
+    s.current_index = (size_t)(cur - s.route);
+
+    /* Every name takes at least 3 bytes and a comma of the array's text. */
+    size_t max_names = actors->value_len / 3 + 1;
+    size_t strings = actors->value_len + (id && id->type == JSCAN_STRING ? id->value_len : 0) + 1;
+    struct envelope_scan *sc = malloc(sizeof s + strings + max_names * sizeof(char *) + 8);
+    if (!sc)
+        return 1;
+    memcpy(sc, &s, sizeof s);
+    char *out = sc->strings;
+    char *end = sc->strings + strings;
+    uintptr_t at = (uintptr_t)end;
+    sc->names = (const char **)(at + (sizeof(char *) - at % sizeof(char *)) % sizeof(char *));
+
+    size_t count = 0;
+    const char *a = actors->value;
+    size_t al = actors->value_len;
+    for (size_t i = 1; al > 2 && i < al;) {
+        enum jscan_type t;
+        size_t l = jscan_value(a + i, al - i, &t);
+        long dl =
+            t == JSCAN_STRING && l > 2 ? jscan_decode(a + i, l, out, (size_t)(end - out)) : -1;
+        if (dl < 0 || count == max_names)
+            goto fallback;
+        sc->names[count++] = out;
+        out += dl + 1;
+        i += l + 1; /* the comma, or the closing bracket */
+    }
+    if (count == 0 && !(flags & ENVELOPE_ALLOW_FINISHED))
+        goto fallback;
+    int64_t c = jscan_integer(cur->value, cur->value_len);
+    size_t limit = (flags & ENVELOPE_ALLOW_FINISHED) ? count : (count ? count - 1 : 0);
+    if (c < 0 || (uint64_t)c > limit)
+        goto fallback;
+    env->id = NULL;
+    if (id && id->type == JSCAN_STRING) {
+        if (jscan_decode(id->value, id->value_len, out, (size_t)(end - out)) < 0)
+            goto fallback;
+        env->id = out;
+    }
+    env->actors_key = key;
+    env->actor_count = count;
+    env->current = (size_t)c;
+    env->scan = sc;
+    env->text = data;
+    env->text_len = len;
+    return 0;
+fallback:
+    free(sc);
+    env->id = NULL;
+    return 1;
+}
+
 int envelope_parse(const char *data, size_t len, int flags, struct envelope *env, char *err,
                    size_t errlen)
 {
     memset(env, 0, sizeof *env);
+    if ((flags & ENVELOPE_SCAN) && scan_envelope(data, len, flags, env) == 0)
+        return 0;
     json_error_t jerr;
     /* JSON_ALLOW_NUL: "\u0000" inside a payload string is valid JSON (Go and
      * Python accept it); names that become C strings are checked above. */
@@ -134,17 +231,41 @@ int envelope_parse(const char *data, size_t len, int flags, struct envelope *env
     return rc;
 }
 
+bool envelope_valid(const struct envelope *env)
+{
+    return env->root || env->scan;
+}
+
+json_t *envelope_json(const struct envelope *cenv)
+{
+    struct envelope *env = (struct envelope *)cenv; /* only the cache changes */
+    if (env->root || !env->scan)
+        return env->root;
+    json_t *root = json_loadb(env->text, env->text_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    if (!root)
+        return NULL; /* the scan accepted it: only memory can be short */
+    env->root = root;
+    env->route = json_object_get(root, "route");
+    env->actors = json_object_get(env->route, env->actors_key);
+    return root;
+}
+
 void envelope_free(struct envelope *env)
 {
     if (!env)
         return;
     json_decref(env->root);
+    free(env->scan);
     memset(env, 0, sizeof *env);
 }
 
 const char *envelope_actor(const struct envelope *env, size_t i)
 {
-    if (!env->actors || i >= env->actor_count)
+    if (i >= env->actor_count)
+        return NULL;
+    if (env->scan)
+        return env->scan->names[i];
+    if (!env->actors)
         return NULL;
     return json_string_value(json_array_get(env->actors, i));
 }

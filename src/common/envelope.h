@@ -1,5 +1,8 @@
 /*
- * envelope.h - parsing and validating Asya envelopes on jansson.
+ * envelope.h - parsing and validating Asya envelopes: on jansson, or, for
+ * text already in canonical form (jscan.h) and with ENVELOPE_SCAN, by a
+ * one-pass scan that keeps byte spans and builds the jansson tree only when
+ * someone asks for it (envelope_json).
  *
  *   {"id": "...", "parent_id": "...", "headers": {...},
  *    "route": {"actors": ["a", "b"], "current": 0},   // "steps" is an alias
@@ -7,6 +10,8 @@
  */
 #ifndef ASYA_ENVELOPE_H
 #define ASYA_ENVELOPE_H
+
+#include "jscan.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -17,6 +22,23 @@ enum envelope_flags {
     /* Accept route.current == number of actors (route finished), as end
      * actors see it; by default current must index an actor. */
     ENVELOPE_ALLOW_FINISHED = 1 << 0,
+    /* Try the canonical scan first; the text must then outlive env. */
+    ENVELOPE_SCAN = 1 << 1,
+};
+
+#define ENVELOPE_ROUTE_MEMBERS 8 /* a scanned route has at most this many members */
+
+/* What the canonical scan found: spans into the scanned text. */
+struct envelope_scan {
+    struct jscan_member top[JSCAN_MAX_KEYS]; /* the envelope's members, in order */
+    size_t top_count;
+    size_t route_index; /* top[route_index] is "route" */
+    struct jscan_member route[ENVELOPE_ROUTE_MEMBERS];
+    size_t route_count;
+    size_t actors_index;  /* route[actors_index] is "actors" (or "steps") */
+    size_t current_index; /* route[current_index] is "current" */
+    const char **names;   /* decoded actor names, actor_count of them */
+    char strings[];       /* where names and the id are decoded to */
 };
 
 struct envelope {
@@ -26,7 +48,12 @@ struct envelope {
     const char *actors_key; /* "actors" or "steps" (static), as the input used */
     size_t actor_count;
     size_t current;
-    const char *id; /* borrowed from root; NULL when absent or null */
+    const char *id; /* borrowed from root (or scan); NULL when absent or null */
+    /* After a canonical scan (ENVELOPE_SCAN): root is NULL until
+     * envelope_json, text is the scanned text (borrowed). */
+    struct envelope_scan *scan; /* owned */
+    const char *text;
+    size_t text_len;
 };
 
 /*
@@ -41,6 +68,14 @@ int envelope_parse(const char *data, size_t len, int flags, struct envelope *env
  * root (the caller keeps its own); same errors as envelope_parse. */
 int envelope_from_json(json_t *root, int flags, struct envelope *env, char *err, size_t errlen)
     __attribute__((warn_unused_result));
+
+/* True when env holds a valid envelope (parsed or scanned). */
+bool envelope_valid(const struct envelope *env);
+
+/* The envelope as a jansson tree (borrowed; env keeps it): parsed from the
+ * scanned text on first use, so env's cache changes though env is const.
+ * NULL when env is empty or memory ran out. */
+json_t *envelope_json(const struct envelope *env);
 
 /* Release env->root and clear env.  NULL or an empty env is fine. */
 void envelope_free(struct envelope *env);

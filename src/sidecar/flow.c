@@ -11,6 +11,7 @@
 #include "prefetch.h"
 #include "protocol.h"
 #include "reports.h"
+#include "splice.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -112,6 +113,23 @@ static void on_answer(void *ctx, void *msg, char *answer, size_t len, double exe
     histogram_observe(&sc->stats.runtime_exec, exec);
     sc->ewma_exec = prefetch_ewma(sc->ewma_exec, exec);
     flow_run_waiting(sc); /* the next request goes out while this answer is routed */
+    struct route_plan plan;
+    if (!sc->cfg->is_end_actor) {
+        /* Canonical envelope and answer: spliced, no JSON tree (splice.h). */
+        int fast = splice_plan_response(&sc->names, &m->env, answer, len, &plan);
+        if (fast) {
+            free(answer);
+            if (fast < 0) {
+                sidecar_broker_fail(sc, "out of memory routing a result");
+                return;
+            }
+            sc->stats
+                .processed[plan.outcome == OUTCOME_SUCCESS ? PROCESSED_SUCCESS : PROCESSED_EMPTY]++;
+            reports_progress(sc, m, JOBREPORT_COMPLETED, exec);
+            publish_plan(sc, m, &plan);
+            return;
+        }
+    }
     struct runtime_response resp;
     int rc = protocol_parse_response(answer, len, &resp, err, sizeof err);
     free(answer);
@@ -133,8 +151,7 @@ static void on_answer(void *ctx, void *msg, char *answer, size_t len, double exe
         publish_error(sc, m, PROTO_PROCESSING_ERROR, "InvalidRuntimeResponse", err);
         return;
     }
-    struct route_plan plan;
-    if (routing_plan_response(&sc->names, &m->env, &resp, &plan)) {
+    if (!envelope_json(&m->env) || routing_plan_response(&sc->names, &m->env, &resp, &plan)) {
         protocol_response_free(&resp);
         sidecar_broker_fail(sc, "out of memory routing a result");
         return;
@@ -298,7 +315,8 @@ static void message_begin(struct sidecar *sc, struct message *m)
     }
 
     int flags = sc->cfg->is_end_actor ? ENVELOPE_ALLOW_FINISHED : 0;
-    bool parsed = envelope_parse(m->body, m->len, flags, &m->env, err, sizeof err) == 0;
+    bool parsed =
+        envelope_parse(m->body, m->len, flags | ENVELOPE_SCAN, &m->env, err, sizeof err) == 0;
     switch (admission_after_parse(&in, parsed)) {
     case ADMIT_MALFORMED:
         sc->stats

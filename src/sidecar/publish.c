@@ -46,7 +46,7 @@ void publish_settle(struct sidecar *sc, struct message *m)
         sc->stats.requeued[REQUEUE_BROKER_NACK]++;
         log_warn_id(message_id(m), "the broker refused a publish; requeueing the message");
         message_reject(sc, m);
-    } else if (m->returned && !m->error_routed && m->env.root) {
+    } else if (m->returned && !m->error_routed && envelope_valid(&m->env)) {
         /* A destination vanished between declare and publish: report it. */
         m->returned = false;
         m->error_routed = true;
@@ -116,17 +116,23 @@ static bool shrink_error_envelope(json_t *body, size_t len)
  * connection failed (already reported).  out[] is filled in all cases (free
  * with outgoing_free).
  */
-static int plan_prepare(struct sidecar *sc, const struct route_plan *plan, struct outgoing *out,
+static int plan_prepare(struct sidecar *sc, struct route_plan *plan, struct outgoing *out,
                         char *why, size_t whylen)
 {
     size_t max = (size_t)sc->cfg->max_message_bytes;
     for (size_t i = 0; i < plan->count; i++) {
-        const struct route_publish *p = &plan->items[i];
+        struct route_publish *p = &plan->items[i];
         out[i].kind = p->kind;
         if (routing_queue_name(sc->cfg->queue_prefix, p->actor, out[i].queue, sizeof out[i].queue,
                                why, whylen))
             return 1;
-        out[i].text = envelope_dump(p->body, &out[i].len);
+        if (p->text) {
+            out[i].text = p->text; /* spliced already (splice.h): taken */
+            out[i].len = p->text_len;
+            p->text = NULL;
+        } else {
+            out[i].text = envelope_dump(p->body, &out[i].len);
+        }
         if (!out[i].text) {
             sidecar_broker_fail(sc, "out of memory serialising a result");
             return -1;
@@ -291,7 +297,8 @@ void publish_error(struct sidecar *sc, struct message *m, const char *code, cons
 {
     struct route_plan plan;
     log_warn_id(message_id(m), "%s: %s", code, text);
-    if (routing_plan_error(&sc->names, &m->env, code, type, text, &plan)) {
+    if (!envelope_json(&m->env) ||
+        routing_plan_error(&sc->names, &m->env, code, type, text, &plan)) {
         sidecar_broker_fail(sc, "out of memory building an error envelope");
         return;
     }

@@ -209,9 +209,9 @@ static bool reports_failed_end(const struct reports *r, const json_t *root)
 bool reports_final(struct sidecar *sc, struct message *m)
 {
     struct reports *r = sc->reports;
-    if (!r || !m->env.root)
+    const json_t *root = r ? envelope_json(&m->env) : NULL;
+    if (!root)
         return false;
-    const json_t *root = m->env.root;
     char idbuf[JOBREPORT_ID_MAX + 1];
     bool failed = reports_failed_end(r, root);
     const char *job =
@@ -283,9 +283,9 @@ void reports_shutdown(struct sidecar *sc)
  * valid envelope or no job id. */
 static const char *progress_job(const struct sidecar *sc, const struct message *m)
 {
-    if (!sc->reports || sc->cfg->is_end_actor || !m->env.root)
+    if (!sc->reports || sc->cfg->is_end_actor || !envelope_valid(&m->env))
         return NULL;
-    return jobreport_job_id(m->env.root);
+    return jobreport_job_id(envelope_json(&m->env));
 }
 
 /* Send body (NULL: it could not be built, counted as dropped) for job. */
@@ -316,12 +316,12 @@ bool reports_runtime_body(struct sidecar *sc, struct message *m, const char **bo
     *body = m->body;
     *len = m->len;
     /* An envelope that carries the key already is sent as it is. */
-    if (!progress_job(sc, m) || json_object_get(m->env.root, PROTO_PROGRESS_KEY))
+    if (!progress_job(sc, m) || json_object_get(envelope_json(&m->env), PROTO_PROGRESS_KEY))
         return false;
     const char *brace = memchr(m->body, '{', m->len);
     size_t head = brace ? (size_t)(brace - m->body) + 1 : 0;
     size_t need = m->len + sizeof ask - 1 + 1;
-    if (!brace || json_object_size(m->env.root) == 0)
+    if (!brace || json_object_size(envelope_json(&m->env)) == 0)
         return false;
     if (m->rt_cap < need) {
         char *nb = realloc(m->rt_body, need);

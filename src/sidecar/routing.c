@@ -8,24 +8,46 @@
 
 static const char *const outcome_error_codes[] = {"", "", "", "msg_parsing_error", ""};
 
+static struct route_publish *plan_grow(struct route_plan *plan, const char *actor)
+{
+    struct route_publish *items = realloc(plan->items, (plan->count + 1) * sizeof *items);
+    if (!items)
+        return NULL;
+    plan->items = items;
+    char *name = strdup(actor);
+    if (!name)
+        return NULL;
+    struct route_publish *p = &items[plan->count];
+    memset(p, 0, sizeof *p);
+    p->actor = name;
+    return p;
+}
+
 static int plan_add(struct route_plan *plan, const char *actor, json_t *body,
                     enum publish_kind kind)
 {
-    struct route_publish *items = realloc(plan->items, (plan->count + 1) * sizeof *items);
-    if (!items) {
+    struct route_publish *p = body ? plan_grow(plan, actor) : NULL;
+    if (!p) {
         json_decref(body);
         return -ENOMEM;
     }
-    plan->items = items;
-    char *name = strdup(actor);
-    if (!name || !body) {
-        free(name);
-        json_decref(body);
+    p->body = body;
+    p->kind = kind;
+    plan->count++;
+    return 0;
+}
+
+int route_plan_add_text(struct route_plan *plan, const char *actor, char *text, size_t len,
+                        enum publish_kind kind)
+{
+    struct route_publish *p = text ? plan_grow(plan, actor) : NULL;
+    if (!p) {
+        free(text);
         return -ENOMEM;
     }
-    items[plan->count].actor = name;
-    items[plan->count].body = body;
-    items[plan->count].kind = kind;
+    p->text = text;
+    p->text_len = len;
+    p->kind = kind;
     plan->count++;
     return 0;
 }
@@ -37,12 +59,13 @@ void route_plan_free(struct route_plan *plan)
     for (size_t i = 0; i < plan->count; i++) {
         free(plan->items[i].actor);
         json_decref(plan->items[i].body);
+        free(plan->items[i].text);
     }
     free(plan->items);
     memset(plan, 0, sizeof *plan);
 }
 
-static void plan_init(struct route_plan *plan, enum route_outcome outcome, const char *code)
+void route_plan_init(struct route_plan *plan, enum route_outcome outcome, const char *code)
 {
     memset(plan, 0, sizeof *plan);
     plan->outcome = outcome;
@@ -98,7 +121,7 @@ int routing_plan_error(const struct routing_names *names, const struct envelope 
                        const char *code, const char *type, const char *message,
                        struct route_plan *plan)
 {
-    plan_init(plan, OUTCOME_SIDECAR_ERROR, code);
+    route_plan_init(plan, OUTCOME_SIDECAR_ERROR, code);
     json_t *details = details_new(type, message);
     if (!details)
         return -ENOMEM;
@@ -190,7 +213,7 @@ int routing_plan_malformed(const struct routing_names *names, const char *body, 
 {
     if (!code)
         code = "msg_parsing_error";
-    plan_init(plan, OUTCOME_PARSE_ERROR, code);
+    route_plan_init(plan, OUTCOME_PARSE_ERROR, code);
     json_t *out = json_object();
     json_t *payload = json_object();
     json_t *details = details_new(type ? type : "ValueError", reason);
@@ -318,17 +341,17 @@ int routing_plan_response(const struct routing_names *names, const struct envelo
     char err[256];
     switch (resp->kind) {
     case RESPONSE_EMPTY:
-        plan_init(plan, OUTCOME_EMPTY_RESPONSE, NULL);
+        route_plan_init(plan, OUTCOME_EMPTY_RESPONSE, NULL);
         return plan_add(plan, names->happy_end, json_incref(env->root), PUBLISH_HAPPY_END);
     case RESPONSE_ERROR: {
-        plan_init(plan, OUTCOME_RUNTIME_ERROR, resp->error);
+        route_plan_init(plan, OUTCOME_RUNTIME_ERROR, resp->error);
         json_t *body = routing_error_envelope(names, env, resp->error, resp->details);
         return plan_add(plan, names->error_end, body, PUBLISH_ERROR_END);
     }
     case RESPONSE_RESULTS:
         break;
     }
-    plan_init(plan, OUTCOME_SUCCESS, NULL);
+    route_plan_init(plan, OUTCOME_SUCCESS, NULL);
     size_t n = json_array_size(resp->results);
     for (size_t i = 0; i < n; i++) {
         json_t *out = result_envelope(env, json_array_get(resp->results, i), i, n, err, sizeof err);

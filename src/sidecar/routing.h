@@ -31,7 +31,9 @@ enum route_outcome {
 
 struct route_publish {
     char *actor;  /* owned: destination actor name (the queue without prefix) */
-    json_t *body; /* owned: the envelope to publish */
+    json_t *body; /* owned: the envelope to publish, or NULL when text holds it */
+    char *text;   /* owned: the envelope already serialised (splice.h), or NULL */
+    size_t text_len;
     enum publish_kind kind;
 };
 
@@ -47,6 +49,15 @@ struct routing_names {
     const char *happy_end; /* actor names of the end queues */
     const char *error_end;
 };
+
+/* Start an empty plan with its outcome (code: the error code, or NULL for
+ * the outcome's own). */
+void route_plan_init(struct route_plan *plan, enum route_outcome outcome, const char *code);
+
+/* Add a serialised envelope for actor (text is taken, freed on failure).
+ * Returns 0 or -ENOMEM. */
+int route_plan_add_text(struct route_plan *plan, const char *actor, char *text, size_t len,
+                        enum publish_kind kind) __attribute__((warn_unused_result));
 
 /*
  * Plan for a runtime answer to env (borrowed, validated).  Results get

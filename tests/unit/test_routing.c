@@ -14,6 +14,9 @@
 #include "envelope.h"
 #include "protocol.h"
 #include "routing.h"
+#include "splice.h"
+
+#include <asya/asya_json.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -76,14 +79,97 @@ static void assert_item(const struct route_plan *plan, size_t i, const char *act
     assert_json(plan->items[i].body, body);
 }
 
+/* ---- the splice path (splice.h) against the tree path ----------------------- */
+
+static int spliced_cases; /* cases the splice path took, so a test can insist on it */
+
+/* text as the sidecar would write it (canonical, when it holds no reals). */
+static char *canonical(const char *text)
+{
+    json_t *v = json_load_text(text);
+    char *s = asya_json_dumps(v);
+    json_decref(v);
+    assert_non_null(s);
+    return s;
+}
+
+/* The scanned envelope must say what the parsed one says. */
+static void assert_same_envelope(const struct envelope *scanned, const struct envelope *tree)
+{
+    assert_int_equal(scanned->actor_count, tree->actor_count);
+    assert_int_equal(scanned->current, tree->current);
+    assert_string_equal(scanned->actors_key, tree->actors_key);
+    if (tree->id)
+        assert_string_equal(scanned->id, tree->id);
+    else
+        assert_null(scanned->id);
+    for (size_t i = 0; i < tree->actor_count; i++)
+        assert_string_equal(envelope_actor(scanned, i), envelope_actor(tree, i));
+}
+
+/*
+ * Plan the canonical forms of env_text and resp_text both ways; whenever
+ * the splice path takes the case, its plan must equal the tree path's byte
+ * for byte.  Returns whether the splice path took it.
+ */
+static bool check_splice(const char *env_text, const char *resp_text)
+{
+    char err[ERRLEN];
+    char *et = canonical(env_text), *rt = canonical(resp_text);
+    struct envelope tree, scanned;
+    int trc = envelope_parse(et, strlen(et), 0, &tree, err, sizeof err);
+    int src = envelope_parse(et, strlen(et), ENVELOPE_SCAN, &scanned, err, sizeof err);
+    assert_int_equal(src, trc);
+    bool took = false;
+    if (trc == 0) {
+        if (scanned.scan)
+            assert_same_envelope(&scanned, &tree);
+        struct route_plan fast, slow;
+        int rc = splice_plan_response(&NAMES, &scanned, rt, strlen(rt), &fast);
+        assert_true(rc == 0 || rc == 1);
+        if (rc == 1) {
+            took = true;
+            spliced_cases++;
+            struct runtime_response resp;
+            resp_load(rt, &resp);
+            assert_int_equal(routing_plan_response(&NAMES, &tree, &resp, &slow), 0);
+            assert_int_equal(fast.outcome, slow.outcome);
+            assert_int_equal(fast.count, slow.count);
+            for (size_t i = 0; i < slow.count; i++) {
+                size_t dl = 0;
+                char *d = envelope_dump(slow.items[i].body, &dl);
+                assert_non_null(fast.items[i].text);
+                if (dl != fast.items[i].text_len || memcmp(d, fast.items[i].text, dl) != 0)
+                    fail_msg("splice differs for %s / %s\ntree:   %s\nsplice: %.*s", et, rt, d,
+                             (int)fast.items[i].text_len, fast.items[i].text);
+                assert_string_equal(fast.items[i].actor, slow.items[i].actor);
+                assert_int_equal(fast.items[i].kind, slow.items[i].kind);
+                free(d);
+            }
+            route_plan_free(&fast);
+            route_plan_free(&slow);
+            protocol_response_free(&resp);
+        }
+        /* Materialising the scanned envelope gives the parsed tree. */
+        assert_true(json_equal(envelope_json(&scanned), tree.root));
+    }
+    envelope_free(&tree);
+    envelope_free(&scanned);
+    free(et);
+    free(rt);
+    return took;
+}
+
 /*
  * Run routing_plan_response on the texts; the plan is returned in plan and
- * the original envelope is checked to be unchanged afterwards.
+ * the original envelope is checked to be unchanged afterwards.  The splice
+ * path is checked against it on the same case (check_splice).
  */
 static void plan_for(const char *env_text, const char *resp_text, struct route_plan *plan)
 {
     struct envelope env;
     struct runtime_response resp;
+    check_splice(env_text, resp_text);
     env_load(env_text, &env);
     resp_load(resp_text, &resp);
     assert_int_equal(routing_plan_response(&NAMES, &env, &resp, plan), 0);
@@ -1067,6 +1153,158 @@ static void test_plan_bodies_are_independent(void **state)
     route_plan_free(&plan);
 }
 
+/* Plain canonical cases take the splice path (the tree path stays the judge). */
+static void test_splice_takes_plain_cases(void **state)
+{
+    (void)state;
+    static const char *const envs[] = {
+        "{\"id\":\"m1\",\"route\":{\"actors\":[\"a\",\"b\"],\"current\":0},\"payload\":{\"v\":1}}",
+        "{\"route\":{\"actors\":[\"a\"],\"current\":0},\"payload\":[1,\"x\",null],"
+        "\"headers\":{\"h\":\"\\n\"},\"job_id\":\"j\"}",
+        "{\"id\":\"f\\\"q\",\"route\":{\"current\":1,\"steps\":[\"a\",\"b\",\"c\"]},\"payload\":"
+        "\"\u00e9\"}",
+    };
+    static const char *const answers[] = {
+        "[]",
+        "null",
+        "[{\"payload\":{\"v\":2},\"route\":ROUTE}]",
+        "[{\"payload\":1,\"route\":ROUTE,\"asya_progress\":true}]",
+        "[{\"payload\":1,\"route\":ROUTE},{\"payload\":2,\"route\":ROUTE},"
+        "{\"payload\":3,\"route\":ROUTE,\"id\":\"mine\"}]",
+    };
+    for (size_t e = 0; e < sizeof envs / sizeof envs[0]; e++) {
+        json_t *v = json_load_text(envs[e]);
+        char *route = asya_json_dumps(json_object_get(v, "route"));
+        json_decref(v);
+        for (size_t a = 0; a < sizeof answers / sizeof answers[0]; a++) {
+            char answer[1024] = "";
+            const char *p = answers[a];
+            for (const char *q; (q = strstr(p, "ROUTE")); p = q + 5) {
+                strncat(answer, p, (size_t)(q - p));
+                strcat(answer, route);
+            }
+            strcat(answer, p);
+            if (!check_splice(envs[e], answer))
+                fail_msg("the splice path did not take %s / %s", envs[e], answer);
+        }
+        free(route);
+    }
+}
+
+/* Cases the splice path must leave to the tree path. */
+static void test_splice_leaves_the_rest(void **state)
+{
+    (void)state;
+    const char *env =
+        "{\"id\":\"m\",\"route\":{\"actors\":[\"a\",\"b\"],\"current\":0},\"payload\":1}";
+    static const char *const answers[] = {
+        "[{\"error\":\"processing_error\",\"details\":{\"message\":\"x\"}}]",
+        "[{\"payload\":1,\"route\":{\"actors\":[\"a\",\"c\"],\"current\":1}}]",
+        "[{\"payload\":1,\"route\":{\"actors\":[\"a\",\"b\"],\"current\":5}}]",
+        "[{\"payload\":1.5}]",
+        "[{\"route\":{\"actors\":[\"a\",\"b\"],\"current\":0}}]",
+        "[{\"payload\":1,\"id\":7}]",
+        "[1]",
+        "{\"payload\":1}",
+    };
+    for (size_t a = 0; a < sizeof answers / sizeof answers[0]; a++) {
+        struct envelope scanned;
+        char err[ERRLEN];
+        assert_int_equal(envelope_parse(env, strlen(env), ENVELOPE_SCAN, &scanned, err, sizeof err),
+                         0);
+        assert_non_null(scanned.scan);
+        struct route_plan plan;
+        assert_int_equal(
+            splice_plan_response(&NAMES, &scanned, answers[a], strlen(answers[a]), &plan), 0);
+        envelope_free(&scanned);
+        check_splice(env, answers[a]); /* and nothing breaks either way */
+    }
+    /* Envelopes the scan leaves to jansson. */
+    static const char *const envs[] = {
+        "{\"route\":{\"actors\":[\"a\"],\"current\":0},\"payload\":0.5}",
+        "{\"route\":{\"actors\":[\"a\"],\"current\":0},\"payload\":{\"k\": 1}}",
+        "{\"route\":{\"actors\":[\"a\"],\"current\":0},\"payload\":\"\\u0041\"}",
+        "{\"route\":{\"actors\":[\"a\"],\"current\":0},\"payload\":1,\"payload\":2}",
+    };
+    for (size_t e = 0; e < sizeof envs / sizeof envs[0]; e++) {
+        struct envelope scanned;
+        char err[ERRLEN];
+        assert_int_equal(
+            envelope_parse(envs[e], strlen(envs[e]), ENVELOPE_SCAN, &scanned, err, sizeof err), 0);
+        assert_null(scanned.scan);
+        assert_non_null(scanned.root);
+        envelope_free(&scanned);
+    }
+}
+
+static const char *pick(unsigned *seed, const char *const *list, size_t n)
+{
+    return list[(size_t)rand_r(seed) % n];
+}
+
+#define PICK(seed, list) pick(seed, list, sizeof list / sizeof list[0])
+
+/* Random envelopes and answers: wherever the splice path goes, it agrees. */
+static void test_splice_random_against_tree(void **state)
+{
+    (void)state;
+    static const char *const ids[] = {"", "\"id\":\"m-1\",", "\"id\":null,",
+                                      "\"id\":\"a\\\"b\\\\c\\n\\u0001\u00e9\",", "\"id\":\"x\","};
+    static const char *const extras[] = {"",
+                                         "\"parent_id\":\"p\",",
+                                         "\"headers\":{\"t\":[1,2]},",
+                                         "\"headers\":null,",
+                                         "\"job_id\":\"j-1\",\"z\":{\"a\":true,\"b\":false},",
+                                         "\"asya_progress\":true,"};
+    static const char *const routes[] = {
+        "{\"actors\":[\"a\",\"b\",\"c\"],\"current\":CUR}",
+        "{\"current\":CUR,\"actors\":[\"a\",\"b\",\"c\"],\"metadata\":{\"job_id\":\"j\"}}",
+        "{\"steps\":[\"a\",\"b\",\"c\"],\"current\":CUR}"};
+    static const char *const payloads[] = {"1",    "{\"v\":-12}",       "[]",
+                                           "{}",   "\"s\\t\u4e2d\"",    "[{\"a\":[null]}]",
+                                           "0.25", "123456789012345678"};
+    static const char *const members[] = {"",
+                                          ",\"id\":\"x\"",
+                                          ",\"id\":\"other\"",
+                                          ",\"id\":null",
+                                          ",\"headers\":{\"n\":1}",
+                                          ",\"asya_progress\":true",
+                                          ",\"new\":[1]",
+                                          ",\"parent_id\":\"q\""};
+    unsigned seed = 16;
+    int took = 0, runs = 3000;
+    for (int run = 0; run < runs; run++) {
+        int cur = rand_r(&seed) % 3;
+        char route[256], env[1024];
+        const char *r = PICK(&seed, routes);
+        const char *at = strstr(r, "CUR");
+        snprintf(route, sizeof route, "%.*s%d%s", (int)(at - r), r, cur, at + 3);
+        snprintf(env, sizeof env, "{%s%s\"route\":%s,\"payload\":%s%s}", PICK(&seed, ids),
+                 PICK(&seed, extras), route, PICK(&seed, payloads),
+                 rand_r(&seed) % 2 ? "" : ",\"tail\":\"t\"");
+        int n = rand_r(&seed) % 4;
+        char answer[4096] = "[";
+        for (int i = 0; i < n; i++) {
+            char rroute[256];
+            int rc = rand_r(&seed) % 3 == 0 ? cur + 1 : cur; /* advanced, or not */
+            snprintf(rroute, sizeof rroute, "%.*s%d%s", (int)(at - r), r, rc, at + 3);
+            char item[512];
+            bool with_route = rand_r(&seed) % 5 != 0;
+            snprintf(item, sizeof item, "%s{\"payload\":%s%s%s%s}", i ? "," : "",
+                     PICK(&seed, payloads), with_route ? ",\"route\":" : "",
+                     with_route ? rroute : "", PICK(&seed, members));
+            strcat(answer, item);
+        }
+        strcat(answer, "]");
+        if (check_splice(env, rand_r(&seed) % 20 == 0 ? "null" : answer))
+            took++;
+    }
+    /* Most cases are plain enough for the splice path. */
+    if (took < runs / 3)
+        fail_msg("the splice path took only %d of %d random cases", took, runs);
+    printf("splice path took %d of %d random cases\n", took, runs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1103,6 +1341,9 @@ int main(void)
         cmocka_unit_test(test_lossy_string_all_bytes),
         cmocka_unit_test(test_plan_free),
         cmocka_unit_test(test_plan_bodies_are_independent),
+        cmocka_unit_test(test_splice_takes_plain_cases),
+        cmocka_unit_test(test_splice_leaves_the_rest),
+        cmocka_unit_test(test_splice_random_against_tree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
