@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "envelope.h"
+#include "jscan.h"
 #include "jspan.h"
 #include "frame.h"
 #include "handoff.h"
@@ -65,12 +66,18 @@ static int sbuf_add(struct sbuf *b, const char *s, size_t n)
 
 /* A member's text as received, or re-serialised when it cannot be sliced.
  * Returns a NUL-terminated copy (free with free()), or NULL on OOM. */
-static char *member_text(const char *req, size_t len, json_t *root, const char *key,
+static char *member_text(const char *req, size_t len, const struct envelope *env, const char *key,
                          size_t *out_len)
 {
     const char *vs = NULL;
     size_t vl = 0;
-    if (jspan_member(req, len, key, &vs, &vl)) {
+    const struct jscan_member *m =
+        env->scan ? jscan_find(env->scan->top, env->scan->top_count, key) : NULL;
+    if (m) {
+        vs = m->value; /* scanned: the span is at hand */
+        vl = m->value_len;
+    }
+    if (m || jspan_member(req, len, key, &vs, &vl)) {
         char *s = malloc(vl + 1);
         if (!s)
             return NULL;
@@ -79,10 +86,21 @@ static char *member_text(const char *req, size_t len, json_t *root, const char *
         *out_len = vl;
         return s;
     }
-    char *s = json_dumps(json_object_get(root, key), JSON_COMPACT | JSON_ENCODE_ANY);
+    char *s = json_dumps(json_object_get(envelope_json(env), key), JSON_COMPACT | JSON_ENCODE_ANY);
     if (s)
         *out_len = strlen(s);
     return s;
+}
+
+/* The request asks for progress frames ("asya_progress": true). */
+static bool progress_asked(const struct envelope *env)
+{
+    if (env->scan) {
+        const struct jscan_member *m =
+            jscan_find(env->scan->top, env->scan->top_count, PROTO_PROGRESS_KEY);
+        return m && m->type == JSCAN_TRUE;
+    }
+    return json_is_true(json_object_get(env->root, PROTO_PROGRESS_KEY));
 }
 
 /* ---- one call -------------------------------------------------------------- */
@@ -155,16 +173,21 @@ static int host_emit(struct asya_call *call, const char *json, size_t len)
     while (len && is_ws(json[len - 1]))
         len--;
 
-    json_error_t jerr;
-    json_t *v = json_loadb(json, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-    if (!v)
-        return reject(h, "ResultError", "result %zu is not valid JSON: %s", h->results, jerr.text);
-    int rc = 0;
-    if (h->ctx->mode == ASYA_MODE_ENVELOPE)
-        rc = check_result_envelope(h, v);
-    json_decref(v);
-    if (rc)
-        return rc;
+    /* A payload in canonical form (jscan.h) is valid JSON: no parse needed. */
+    enum jscan_type type;
+    if (h->ctx->mode != ASYA_MODE_PAYLOAD || jscan_value(json, len, &type) != len) {
+        json_error_t jerr;
+        json_t *v = json_loadb(json, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        if (!v)
+            return reject(h, "ResultError", "result %zu is not valid JSON: %s", h->results,
+                          jerr.text);
+        int rc = 0;
+        if (h->ctx->mode == ASYA_MODE_ENVELOPE)
+            rc = check_result_envelope(h, v);
+        json_decref(v);
+        if (rc)
+            return rc;
+    }
 
     static const char head[] = "{\"payload\":";
     static const char mid[] = ",\"route\":";
@@ -453,7 +476,8 @@ int worker_handle(const struct worker_ctx *ctx, const char *req, size_t len, cha
     *answer = NULL;
     *answer_len = 0;
 
-    if (envelope_parse(req, len, ENVELOPE_ALLOW_FINISHED, &env, why, sizeof why) != 0) {
+    if (envelope_parse(req, len, ENVELOPE_ALLOW_FINISHED | ENVELOPE_SCAN, &env, why, sizeof why) !=
+        0) {
         const char *type = strncmp(why, "invalid JSON", 12) == 0 ? "JSONDecodeError" : "ValueError";
         rc = error_answer(PROTO_PARSING_ERROR, why, type, "asya-runtime: envelope validation",
                           answer, answer_len);
@@ -464,14 +488,13 @@ int worker_handle(const struct worker_ctx *ctx, const char *req, size_t len, cha
     memset(&h, 0, sizeof h);
     h.ctx = ctx;
     h.in = &env;
-    h.progress_on =
-        ctx->client_fd >= 0 && json_is_true(json_object_get(env.root, PROTO_PROGRESS_KEY));
+    h.progress_on = ctx->client_fd >= 0 && progress_asked(&env);
 
     char *payload = NULL;
     size_t payload_len = 0;
-    char *route = member_text(req, len, env.root, "route", &h.route_len);
+    char *route = member_text(req, len, &env, "route", &h.route_len);
     if (ctx->mode == ASYA_MODE_PAYLOAD)
-        payload = member_text(req, len, env.root, "payload", &payload_len);
+        payload = member_text(req, len, &env, "payload", &payload_len);
     if (!route || (ctx->mode == ASYA_MODE_PAYLOAD && !payload)) {
         free(route);
         free(payload);
