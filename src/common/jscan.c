@@ -43,12 +43,39 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return 0;
 }
 
+/* Bytes that stand for themselves inside a string (the common case, one
+ * table load per byte): printable ASCII but the quote and the backslash. */
+/* clang-format off */
+static const unsigned char plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+/* clang-format on */
+
 /* s[0] is '"': the length of the canonical string, quotes included, or 0. */
 static size_t scan_string(const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 1;
     while (i < n) {
+        while (i < n && plain[u[i]])
+            i++;
+        if (i >= n)
+            return 0;
         unsigned char c = u[i];
         if (c == '"')
             return i + 1;
@@ -218,7 +245,10 @@ static size_t skip_ws(const char *s, size_t i, size_t n, bool loose)
     return i;
 }
 
-int jscan_object(const char *s, size_t n, bool loose, struct jscan_member *out, size_t max)
+/* Members of the object at s[0] (after whitespace, when loose); *end gets
+ * the index after its closing brace. */
+static int split_object(const char *s, size_t n, bool loose, struct jscan_member *out, size_t max,
+                        size_t *end)
 {
     size_t i = skip_ws(s, 0, n, loose);
     size_t count = 0;
@@ -259,8 +289,20 @@ int jscan_object(const char *s, size_t n, bool loose, struct jscan_member *out, 
             i = skip_ws(s, i + 1, n, loose);
         }
     }
-    i = skip_ws(s, i, n, loose);
-    return i == n ? (int)count : -1;
+    *end = i;
+    return (int)count;
+}
+
+int jscan_object(const char *s, size_t n, bool loose, struct jscan_member *out, size_t max)
+{
+    size_t end = 0;
+    int count = split_object(s, n, loose, out, max, &end);
+    return count >= 0 && skip_ws(s, end, n, loose) == n ? count : -1;
+}
+
+int jscan_object_at(const char *s, size_t n, struct jscan_member *out, size_t max, size_t *len)
+{
+    return split_object(s, n, false, out, max, len);
 }
 
 /* The character the canonical escape \e stands for. */
@@ -272,8 +314,11 @@ static char unescape(char e)
 
 bool jscan_key_is(const struct jscan_member *m, const char *name)
 {
-    /* Compared with the key as decoded, escapes and all. */
+    size_t l = strlen(name);
     const char *k = m->key + 1, *end = m->key + m->key_len - 1;
+    if (!memchr(k, '\\', (size_t)(end - k))) /* no escapes: the text is the key */
+        return (size_t)(end - k) == l && memcmp(k, name, l) == 0;
+    /* Compared with the key as decoded. */
     while (k < end) {
         char c = *k++;
         if (c == '\\')

@@ -61,6 +61,10 @@ struct jscan_member {
  */
 int jscan_object(const char *s, size_t n, bool loose, struct jscan_member *out, size_t max);
 
+/* The same for the canonical object at the start of s, followed by
+ * anything: *len gets its length. */
+int jscan_object_at(const char *s, size_t n, struct jscan_member *out, size_t max, size_t *len);
+
 /* The member of m[0..count) whose key is name (a C string), or NULL. */
 const struct jscan_member *jscan_find(const struct jscan_member *m, size_t count, const char *name);
 

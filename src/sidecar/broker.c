@@ -94,6 +94,7 @@ void broker_free(struct broker *b)
     if (!b)
         return;
     broker_disconnect(b);
+    free(b->body);
     free(b);
 }
 
@@ -283,6 +284,77 @@ int broker_cancel(struct broker *b, char *err, size_t errlen)
     return send_method(b, AMQP_BASIC_CANCEL_METHOD, &req, "basic.cancel: %s", err, errlen);
 }
 
+#define HELD_MAX 8 /* declare-channel frames that may arrive inside one delivery */
+
+/* Declare-channel frames that came while a delivery's content was read;
+ * handled after the delivery (their payloads stay valid until then). */
+struct held_frames {
+    amqp_frame_t f[HELD_MAX];
+    size_t n;
+};
+
+/* The next frame on channel ch; one on the declare channel is held. */
+static int next_frame_on(struct broker *b, amqp_channel_t ch, amqp_frame_t *f,
+                         struct held_frames *held, char *err, size_t errlen)
+{
+    for (;;) {
+        int rc = amqp_simple_wait_frame(b->conn, f);
+        if (rc != AMQP_STATUS_OK)
+            return broker_lost(b, err, errlen, "read message: %s", amqp_error_string2(rc));
+        if (f->channel == ch)
+            return 0;
+        if (f->channel != CH_DECLARE || held->n == HELD_MAX)
+            return broker_lost(b, err, errlen, "read message: %s",
+                               "a frame of another channel inside a message");
+        held->f[held->n++] = *f;
+    }
+}
+
+/*
+ * The content of a delivery (its header and body frames), read without
+ * amqp_read_message, which takes a fresh 4 KiB pool page (calloc) and a
+ * copy of the body for every message.  A body of one frame is used where it
+ * lies in the connection's buffers, like the properties: both stay valid
+ * until the next amqp_maybe_release_buffers (broker_poll's next turn).  A
+ * longer body is put together in b->body.  Returns 0, or -1 (lost).
+ */
+static int read_content(struct broker *b, amqp_channel_t ch, amqp_message_t *msg,
+                        struct held_frames *held, char *err, size_t errlen)
+{
+    amqp_frame_t f;
+    if (next_frame_on(b, ch, &f, held, err, errlen))
+        return -1;
+    if (f.frame_type != AMQP_FRAME_HEADER)
+        return broker_lost(b, err, errlen, "read message: %s", "no content header");
+    memset(msg, 0, sizeof *msg);
+    msg->properties = *(amqp_basic_properties_t *)f.payload.properties.decoded;
+    size_t size = (size_t)f.payload.properties.body_size;
+    msg->body.len = size;
+    msg->body.bytes = (void *)"";
+    for (size_t got = 0; got < size;) {
+        if (next_frame_on(b, ch, &f, held, err, errlen))
+            return -1;
+        if (f.frame_type != AMQP_FRAME_BODY || f.payload.body_fragment.len > size - got)
+            return broker_lost(b, err, errlen, "read message: %s", "bad body frame");
+        const amqp_bytes_t *frag = &f.payload.body_fragment;
+        if (got == 0 && frag->len == size) {
+            msg->body.bytes = frag->bytes; /* the whole body in one frame */
+            return 0;
+        }
+        if (got == 0 && b->body_cap < size) {
+            char *nb = realloc(b->body, size);
+            if (!nb)
+                return broker_lost(b, err, errlen, "read message: %s", "out of memory");
+            b->body = nb;
+            b->body_cap = size;
+        }
+        memcpy(b->body + got, frag->bytes, frag->len);
+        got += frag->len;
+        msg->body.bytes = b->body;
+    }
+    return 0;
+}
+
 int broker_poll(struct broker *b, char *err, size_t errlen)
 {
     if (!broker_connected(b))
@@ -312,15 +384,22 @@ int broker_poll(struct broker *b, char *err, size_t errlen)
             struct broker_delivery del = {.tag = d->delivery_tag,
                                           .redelivered = d->redelivered != 0};
             amqp_message_t msg;
-            amqp_rpc_reply_t r = amqp_read_message(b->conn, frame.channel, &msg, 0);
-            if (broker_reply_check(b, r, "read message", err, errlen))
+            struct held_frames held = {.n = 0};
+            if (read_content(b, frame.channel, &msg, &held, err, errlen))
                 return -1;
             del.body = msg.body.bytes;
             del.len = msg.body.len;
             del.attempts = msgprops_attempts(&msg);
             del.counted = msgprops_counted(&msg);
             b->ev.delivery(b->ctx, &del); /* also after a cancel: the sidecar decides */
-            amqp_destroy_message(&msg);
+            for (size_t i = 0; i < held.n; i++) {
+                if (b->broken)
+                    break;
+                if (broker_declare_frame(b, &held.f[i], err, errlen))
+                    return -1;
+            }
+            if (b->broken)
+                return broker_lost(b, err, errlen, "%s", "connection lost during a callback");
             break;
         }
         case AMQP_BASIC_ACK_METHOD: {

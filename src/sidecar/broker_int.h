@@ -55,6 +55,8 @@ struct broker {
     bool declare_reopening; /* channel.open sent on the declare channel, open-ok not yet in */
     struct refused_queue refused[BROKER_REFUSED_MAX];
     size_t nrefused_next; /* ring index */
+    char *body;           /* where a body of several frames is put together */
+    size_t body_cap;
 };
 
 /* Describe an RPC reply; returns 0 when it is normal.  Connection-level

@@ -18,11 +18,6 @@
 #define OUT_MEMBERS (2 * JSCAN_MAX_KEYS + 2) /* the envelope's, the result's, id, parent_id */
 #define ID_MAX      256                      /* a handler-chosen id compared on the stack */
 
-struct span {
-    const char *s;
-    size_t len;
-};
-
 static bool same_key(const struct jscan_member *m, const char *key, size_t len)
 {
     return m->key_len == len && memcmp(m->key, key, len) == 0;
@@ -108,6 +103,20 @@ static char *write_members(const struct jscan_member *m, size_t n, size_t route,
     return textbuf_take(&b, len);
 }
 
+/* c >= 0 in decimal, NUL-terminated (snprintf costs more than the rest of a splice). */
+static void write_integer(char *out, int64_t c)
+{
+    char rev[24];
+    size_t n = 0;
+    do {
+        rev[n++] = (char)('0' + c % 10);
+        c /= 10;
+    } while (c > 0);
+    while (n)
+        *out++ = rev[--n];
+    *out = '\0';
+}
+
 /* Fan-out result i >= 1: the id "<id>-<i>" and parent_id "<id>", unless the
  * handler chose an id of its own.  Returns 0 (ids may stay empty), 1 when
  * the general path must decide, or -ENOMEM. */
@@ -134,14 +143,16 @@ static int fanout_ids(const struct envelope *env, const struct jscan_member *r, 
     return textbuf_failed(ids) ? -ENOMEM : 0;
 }
 
-/* One result (the canonical object text res) of n.  Returns 1 with a plan
- * item added, 0 for the general path, or -ENOMEM. */
+/* Result i, the canonical object at the start of res (avail bytes; *used
+ * gets its length).  Returns 1 with a plan item added, 0 for the general
+ * path, or -ENOMEM. */
 static int one_result(const struct routing_names *names, const struct envelope *env,
-                      struct span res, size_t i, size_t n, struct route_plan *plan)
+                      const char *res, size_t avail, size_t *used, size_t i,
+                      struct route_plan *plan)
 {
     const struct envelope_scan *es = env->scan;
     struct jscan_member r[JSCAN_MAX_KEYS];
-    int rc = jscan_object(res.s, res.len, false, r, JSCAN_MAX_KEYS);
+    int rc = jscan_object_at(res, avail, r, JSCAN_MAX_KEYS, used);
     if (rc < 0)
         return 0;
     size_t rn = (size_t)rc;
@@ -192,11 +203,11 @@ static int one_result(const struct routing_names *names, const struct envelope *
     else if (c != (int64_t)env->current + 1)
         return 0;
     char cur_text[24];
-    snprintf(cur_text, sizeof cur_text, "%lld", (long long)c);
+    write_integer(cur_text, c);
 
     struct textbuf ids = TEXTBUF_INIT;
     size_t id_len = 0;
-    if (n > 1 && i > 0 && env->id) {
+    if (i > 0 && env->id) { /* fan-out: there is more than one result */
         rc = fanout_ids(env, r, rn, i, &ids, &id_len);
         if (rc) {
             textbuf_free(&ids);
@@ -230,52 +241,13 @@ static int one_result(const struct routing_names *names, const struct envelope *
     return rc ? rc : 1;
 }
 
-/* The results of a canonical answer array, NULL when it is not one; *n
- * gets their count (0 for [] and null). */
-static struct span *split_answer(const char *a, size_t len, size_t *n)
-{
-    *n = 0;
-    static struct span none;
-    if ((len == 4 && memcmp(a, "null", 4) == 0) || (len == 2 && memcmp(a, "[]", 2) == 0))
-        return &none;
-    if (len < 2 || a[0] != '[')
-        return NULL;
-    size_t cap = 8;
-    struct span *spans = malloc(cap * sizeof *spans);
-    for (size_t i = 1; spans && i < len;) {
-        enum jscan_type t;
-        size_t l = jscan_value(a + i, len - i, &t);
-        if (t != JSCAN_OBJECT || i + l >= len || (a[i + l] != ',' && a[i + l] != ']'))
-            break;
-        if (*n == cap) {
-            cap *= 2;
-            struct span *more = realloc(spans, cap * sizeof *spans);
-            if (!more)
-                break;
-            spans = more;
-        }
-        spans[(*n)++] = (struct span){a + i, l};
-        if (a[i + l] == ']') {
-            if (i + l + 1 == len)
-                return spans;
-            break;
-        }
-        i += l + 1;
-    }
-    free(spans);
-    return NULL;
-}
-
 int splice_plan_response(const struct routing_names *names, const struct envelope *env,
                          const char *answer, size_t len, struct route_plan *plan)
 {
     if (!env->scan)
         return 0;
-    size_t n;
-    struct span *res = split_answer(answer, len, &n);
-    if (!res)
-        return 0;
-    if (n == 0) {
+    if ((len == 4 && memcmp(answer, "null", 4) == 0) ||
+        (len == 2 && memcmp(answer, "[]", 2) == 0)) {
         const struct envelope_scan *es = env->scan;
         size_t tl = 0;
         char *text = write_members(es->top, es->top_count, SIZE_MAX, NULL, 0, 0, NULL, &tl);
@@ -285,11 +257,25 @@ int splice_plan_response(const struct routing_names *names, const struct envelop
             route_plan_free(plan);
         return rc ? rc : 1;
     }
+    if (len < 3 || answer[0] != '[')
+        return 0;
     route_plan_init(plan, OUTCOME_SUCCESS, NULL);
-    int rc = 1;
-    for (size_t i = 0; i < n && rc == 1; i++)
-        rc = one_result(names, env, res[i], i, n, plan);
-    free(res);
+    int rc;
+    /* One pass: [result,result,...] */
+    for (size_t at = 1, i = 0;; i++) {
+        size_t used = 0;
+        rc = one_result(names, env, answer + at, len - at, &used, i, plan);
+        if (rc != 1)
+            break;
+        at += used;
+        if (at + 1 == len && answer[at] == ']')
+            break;
+        if (at >= len || answer[at] != ',') {
+            rc = 0;
+            break;
+        }
+        at++;
+    }
     if (rc != 1)
         route_plan_free(plan);
     return rc;
