@@ -21,7 +21,8 @@ Rows (BENCH_ROWS picks them; all of them by default):
   h  echo actor, every message a gateway job: no / slow / hung gateway
   Issue 16:
   s  payload sizes (BENCH_SIZES, default 1 KiB, 64 KiB, 1 MiB): the relay with
-     pipelined confirms (as a2) and the echo actor with defaults, msg/s and MB/s
+     pipelined confirms (as a2) and the echo actor with defaults and
+     echo_bytes_handler (the payload's bytes back, unparsed), msg/s and MB/s
      side by side, their ratio, and the sidecar's peak RSS (VmHWM, read just
      before it is stopped); fewer messages for bigger sizes: N/4, N/20, N/100
      (20000 -> 5000 / 1000 / 200), at least 20
@@ -77,6 +78,9 @@ SIDECAR = os.path.join(BUILD, "bin", "asya-sidecar")
 RUNTIME = os.path.join(BUILD, "bin", "asya-runtime")
 HANDLERS_SO = os.path.join(BUILD, "lib", "asya", "test_handlers.so")
 HANDLER = HANDLERS_SO + ":echo_handler"
+# Row (s): the payload's bytes back unparsed, so the sizes measure the actor, not a
+# handler parsing 1 MiB with jansson.
+BYTES_HANDLER = HANDLERS_SO + ":echo_bytes_handler"
 BROKER_SH = os.path.join(ROOT, "tests", "lib", "broker.sh")
 
 N = int(os.environ.get("BENCH_MESSAGES", "20000"))
@@ -462,7 +466,7 @@ def rows_sizes():
         log("row (s) %s x %d: echo actor, defaults" % (fmt_size(size), n))
         hwm = []
         med, rates, _ = row_actor("bench-echo", {}, ordered=False, n=n, size=size, hwm=hwm,
-                                  timeout=tmo)
+                                  timeout=tmo, handler=BYTES_HANDLER)
         out[size] = (n, relay, (med, rates), hwm[0])
     return out
 
@@ -683,9 +687,10 @@ def report(rows, lat, rss, elapsed, extra):
     sizes = extra.get("s")
     if sizes:
         print("-" * w)
-        print("(s) payload sizes: bare relay, confirms pipelined (as a2) vs echo actor, defaults;")
-        print("    fewer messages for bigger sizes; MB = 10^6 bytes of envelope; peak RSS =")
-        print("    the sidecar's VmHWM just before it was stopped (KiB); ~200 B = rows a2, b")
+        print("(s) payload sizes: bare relay, confirms pipelined (as a2) vs echo actor, defaults,")
+        print("    echo_bytes_handler (payload bytes back, unparsed); fewer messages for bigger")
+        print("    sizes; MB = 10^6 bytes of envelope; peak RSS = the sidecar's VmHWM just before")
+        print("    it was stopped (KiB); ~200 B = rows a2, b (b: echo_handler)")
         print("    %-7s %6s %8s %7s %8s %7s %6s %8s" % ("size", "msgs", "relay/s", "MB/s",
                                                      "actor/s", "MB/s", "x rel", "HWM KiB"))
         lines = sorted(sizes.items())

@@ -23,6 +23,9 @@
  *   self_progress_handler   (beyond the seed) `steps` (default 3) steps of `step_s` s
  *                           (default 0.15), calling asya_progress() after each one;
  *                           adds progress_codes: what each call returned
+ *   echo_bytes_handler      (beyond the seed, for make bench) the payload's bytes back,
+ *                           never parsed: what the framework costs without the handler's own
+ *                           JSON work
  *
  * Handlers that extend the payload require it to be a JSON object and answer
  * TypeError otherwise.  Every allocation failure is reported with asya_oom()
@@ -124,6 +127,16 @@ ASYA_EXPORT int echo_handler(struct asya_call *call)
     int failed = !out || set_new(out, "echoed", json_incref(message));
     json_decref(in);
     return finish(call, out, failed);
+}
+
+/* The payload's bytes back as they came, never parsed (the bench's size rows:
+ * a handler that parses 1 MiB with jansson measures jansson, not the actor). */
+ASYA_EXPORT int echo_bytes_handler(struct asya_call *call);
+ASYA_EXPORT int echo_bytes_handler(struct asya_call *call)
+{
+    if (call->emit(call, call->input, call->input_len) != 0)
+        return asya_fail(call, "ResultError", "the runtime rejected the result");
+    return ASYA_OK;
 }
 
 /* Fails with ValueError "Intentional test failure", unless the payload has
