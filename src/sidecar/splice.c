@@ -189,7 +189,7 @@ static int one_result(const struct routing_names *names, const struct envelope *
             a = jscan_find(rm, rmn, "steps");
         const struct jscan_member *ea = &es->route[es->actors_index];
         const struct jscan_member *c = jscan_find(rm, rmn, "current");
-        if (!a || a->value_len != ea->value_len || memcmp(a->value, ea->value, a->value_len) ||
+        if (!a || a->value_len != ea->value_len || memcmp(a->value, ea->value, a->value_len) != 0 ||
             !c || c->type != JSCAN_INTEGER)
             return 0;
         cur = (size_t)(c - rm);
