@@ -1169,8 +1169,8 @@ static void test_splice_takes_plain_cases(void **state)
         "null",
         "[{\"payload\":{\"v\":2},\"route\":ROUTE}]",
         "[{\"payload\":1,\"route\":ROUTE,\"asya_progress\":true}]",
-        "[{\"payload\":1,\"route\":ROUTE},{\"payload\":2,\"route\":ROUTE},"
-        "{\"payload\":3,\"route\":ROUTE,\"id\":\"mine\"}]",
+        ("[{\"payload\":1,\"route\":ROUTE},{\"payload\":2,\"route\":ROUTE},"
+         "{\"payload\":3,\"route\":ROUTE,\"id\":\"mine\"}]"),
     };
     for (size_t e = 0; e < sizeof envs / sizeof envs[0]; e++) {
         json_t *v = json_load_text(envs[e]);
