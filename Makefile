@@ -361,7 +361,7 @@ lint:
 
 FUZZ_SECONDS ?= 30
 FUZZ_CC      ?= clang
-FUZZ_TARGETS := frame envelope response jscan
+FUZZ_TARGETS := frame envelope response jscan splice
 FUZZ_SRC     := src/common/frame.c src/common/envelope.c src/common/protocol.c src/common/jscan.c \
                 src/common/textbuf.c
 FUZZ_CFLAGS  := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
@@ -371,6 +371,14 @@ FUZZ_CFLAGS  := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitiz
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) $(FUZZ_SRC:.c=.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC) -ljansson
+
+# fuzz_splice checks the sidecar's splice path against its tree path, so it
+# also links the two from src/sidecar/ (the other targets do not need them).
+FUZZ_SPLICE_SRC := src/sidecar/routing.c src/sidecar/splice.c
+build/fuzz/fuzz_splice: tests/fuzz/fuzz_splice.c $(FUZZ_SRC) $(FUZZ_SRC:.c=.h) \
+                        $(FUZZ_SPLICE_SRC) $(FUZZ_SPLICE_SRC:.c=.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Isrc/sidecar -o $@ $< $(FUZZ_SRC) $(FUZZ_SPLICE_SRC) -ljansson
 
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	@set -e; for t in $(FUZZ_TARGETS); do \
