@@ -354,7 +354,10 @@ static void message_begin(struct sidecar *sc, struct message *m)
 
 /* Holding d would pass ASYA_MAX_INFLIGHT_BYTES (one message is always held):
  * hand it back to the broker, remembered so its redelivery costs no attempt,
- * with the prefetch lowered first so the broker keeps it meanwhile. */
+ * and pause consuming until half the budget is free (sidecar_bytes_freed).
+ * Lowering the prefetch alone is not enough: RabbitMQ applies it to a new
+ * consumer, whose window the held messages do not fill, so it would send
+ * each rejected message straight back, a loop that starves everything else. */
 static bool over_inflight_bytes(struct sidecar *sc, const struct broker_delivery *d)
 {
     if (sc->pool.active == 0 || sc->pool.bytes + d->len <= (size_t)sc->cfg->max_inflight_bytes)
@@ -362,6 +365,15 @@ static bool over_inflight_bytes(struct sidecar *sc, const struct broker_delivery
     memreject_add(&sc->memrej, memreject_hash(d->body, d->len));
     sc->stats.requeued[REQUEUE_INFLIGHT_BYTES]++;
     sc->bytes_capped = true;
+    if (!sc->bytes_paused) {
+        char err[256];
+        sc->bytes_paused = true;
+        log_debug("holding %zu bytes: pausing consumption until half of ASYA_MAX_INFLIGHT_BYTES "
+                  "is free",
+                  sc->pool.bytes);
+        if (broker_consuming(sc->broker) && broker_cancel(sc->broker, err, sizeof err))
+            sidecar_broker_fail(sc, err);
+    }
     sidecar_prefetch_adapt(sc);
     if (broker_reject(sc->broker, d->tag, true))
         sidecar_broker_fail(sc, "reject failed");

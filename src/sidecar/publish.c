@@ -36,6 +36,7 @@ static void message_done(struct sidecar *sc, struct message *m)
     msgpool_release(&sc->pool, m);
     sc->stats.active = sc->pool.active;
     sc->stats.inflight_bytes = (int64_t)sc->pool.bytes;
+    sidecar_bytes_freed(sc);
     sidecar_check_drained(sc);
 }
 

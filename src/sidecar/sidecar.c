@@ -74,7 +74,7 @@ static void runtime_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
     sc->runtime_down = false;
     log_info("runtime at %s answers again: resuming consumption", sc->cfg->socket_path);
-    if (!sc->shutting_down && broker_connected(sc->broker)) {
+    if (!sc->shutting_down && !sc->bytes_paused && broker_connected(sc->broker)) {
         char text[256];
         if (broker_consume(sc->broker, text, sizeof text))
             sidecar_broker_fail(sc, text);
@@ -190,6 +190,7 @@ static void reconnect_cb(struct ev_loop *loop, ev_timer *w, int revents)
         sidecar_runtime_down(sc, strerror(-perr));
         return;
     }
+    sc->bytes_paused = false; /* what it held is being redelivered */
     if (!sc->runtime_down && broker_consume(sc->broker, err, sizeof err))
         sidecar_broker_fail(sc, err);
     sidecar_update_ready(sc);
@@ -241,11 +242,23 @@ void sidecar_update_ready(struct sidecar *sc)
         why = blocked;
     } else if (sc->runtime_down) {
         why = "runtime unreachable";
-    } else if (!broker_consuming(sc->broker)) {
-        why = "not consuming";
+    } else if (!broker_consuming(sc->broker) && !sc->bytes_paused) {
+        why = "not consuming"; /* a pause for bytes is back-pressure, not unreadiness */
     }
     sc->stats.ready = why == NULL;
     snprintf(sc->stats.not_ready, sizeof sc->stats.not_ready, "%s", why ? why : "");
+}
+
+void sidecar_bytes_freed(struct sidecar *sc)
+{
+    char err[256];
+    if (!sc->bytes_paused || sc->pool.bytes > (size_t)sc->cfg->max_inflight_bytes / 2)
+        return;
+    sc->bytes_paused = false;
+    log_debug("half of ASYA_MAX_INFLIGHT_BYTES is free: resuming consumption");
+    if (!sc->shutting_down && !sc->runtime_down && broker_connected(sc->broker) &&
+        !broker_consuming(sc->broker) && broker_consume(sc->broker, err, sizeof err))
+        sidecar_broker_fail(sc, err);
 }
 
 void sidecar_check_drained(struct sidecar *sc)

@@ -56,6 +56,7 @@ struct sidecar {
     unsigned prefetch_want; /* the automatic (or configured) choice, before the bytes cap */
     double ewma_len;        /* moving average body size (prefetch within ASYA_MAX_INFLIGHT_BYTES) */
     bool bytes_capped;      /* a delivery was sent back for its bytes: prefetch held low */
+    bool bytes_paused;      /* ... and consumption paused until half the bytes are free */
     struct memreject memrej;
 
     long reconnect_attempt;
@@ -87,5 +88,9 @@ void sidecar_update_ready(struct sidecar *sc);
 void sidecar_prefetch_adapt(struct sidecar *sc);
 /* A message was settled: exit when shutting down and nothing is left. */
 void sidecar_check_drained(struct sidecar *sc);
+
+/* A message was released: resume a consumer paused for ASYA_MAX_INFLIGHT_BYTES
+ * once half the budget is free. */
+void sidecar_bytes_freed(struct sidecar *sc);
 
 #endif /* ASYA_SIDECAR_INT_H */

@@ -58,6 +58,30 @@ def test_inflight_bytes_bound_a_deep_prefetch(ctx):
     assert "prefetch 64 -> " in p.log_tail(200), p.log_tail(50)
 
 
+def test_fast_handler_over_the_budget_does_not_loop(ctx):
+    """60 messages alternating 1 MiB and 16 KiB, prefetch 32, budget 4 MiB, an instant
+    handler.  What is sent back for its bytes must not come straight back in a loop:
+    RabbitMQ applies a lowered prefetch only to a new consumer, whose window the held
+    messages do not fill, and a sidecar reading one redelivery after another never
+    got back to its runtime answers.  Every message arrives once, /metrics answers, and
+    the send-backs stay few instead of thousands a second."""
+    ctx.fake_runtime()
+    port = free_port()
+    ctx.sidecar({"ASYA_MAX_INFLIGHT_BYTES": str(4096 * KIB), "ASYA_RABBITMQ_PREFETCH": "32",
+                 "ASYA_METRICS_ENABLED": "true", "ASYA_METRICS_ADDR": f"127.0.0.1:{port}"})
+    ids = []
+    for i in range(60):
+        env = ctx.envelope({"op": "echo", "i": i, "blob": "z" * ((1024 if i % 2 else 16) * KIB)})
+        ids.append(env["id"])
+        ctx.publish(env)
+    got = ctx.wait_ends(happy=60, timeout=90)
+    assert sorted(e["id"] for e in got["happy"]) == sorted(ids) and got["error"] == []
+    m = scrape(port)  # answers: the loop is not starved
+    sent_back = m.get((f"{NS}_messages_requeued_total",
+                       (("queue", ctx.queue), ("reason", "inflight_bytes"))), 0)
+    assert sent_back < 5 * 60, sent_back
+
+
 def test_one_message_over_the_budget_is_still_taken(ctx):
     """A single body larger than the whole budget runs (one is always held)."""
     ctx.fake_runtime()
