@@ -150,45 +150,14 @@ static size_t scan_array(const char *s, size_t n, int depth)
     }
 }
 
+static int split_object(const char *s, size_t n, bool loose, int depth, struct jscan_member *out,
+                        size_t max, size_t *end);
+
 static size_t scan_object(const char *s, size_t n, int depth)
 {
-    struct {
-        const char *k;
-        size_t l;
-    } keys[JSCAN_MAX_KEYS];
-    size_t count = 0;
-    size_t i = 1;
-    if (i < n && s[i] == '}')
-        return 2;
-    for (;;) {
-        if (i >= n || s[i] != '"' || count == JSCAN_MAX_KEYS)
-            return 0;
-        size_t kl = scan_string(s + i, n - i);
-        if (!kl)
-            return 0;
-        for (size_t k = 0; k < count; k++)
-            if (same_key(keys[k].k, keys[k].l, s + i, kl))
-                return 0;
-        keys[count].k = s + i;
-        keys[count].l = kl;
-        count++;
-        i += kl;
-        if (i >= n || s[i] != ':')
-            return 0;
-        i++;
-        enum jscan_type t;
-        size_t l = scan(s + i, n - i, depth + 1, &t);
-        if (!l)
-            return 0;
-        i += l;
-        if (i >= n)
-            return 0;
-        if (s[i] == '}')
-            return i + 1;
-        if (s[i] != ',')
-            return 0;
-        i++;
-    }
+    struct jscan_member members[JSCAN_MAX_KEYS];
+    size_t end = 0;
+    return split_object(s, n, false, depth, members, JSCAN_MAX_KEYS, &end) < 0 ? 0 : end;
 }
 
 static size_t scan(const char *s, size_t n, int depth, enum jscan_type *type)
@@ -247,8 +216,8 @@ static size_t skip_ws(const char *s, size_t i, size_t n, bool loose)
 
 /* Members of the object at s[0] (after whitespace, when loose); *end gets
  * the index after its closing brace. */
-static int split_object(const char *s, size_t n, bool loose, struct jscan_member *out, size_t max,
-                        size_t *end)
+static int split_object(const char *s, size_t n, bool loose, int depth, struct jscan_member *out,
+                        size_t max, size_t *end)
 {
     size_t i = skip_ws(s, 0, n, loose);
     size_t count = 0;
@@ -274,7 +243,7 @@ static int split_object(const char *s, size_t n, bool loose, struct jscan_member
             if (i >= n || s[i] != ':')
                 return -1;
             i = skip_ws(s, i + 1, n, loose);
-            size_t vl = scan(s + i, n - i, 2, &m->type);
+            size_t vl = scan(s + i, n - i, depth + 1, &m->type);
             if (!vl)
                 return -1;
             m->value = s + i;
@@ -296,13 +265,13 @@ static int split_object(const char *s, size_t n, bool loose, struct jscan_member
 int jscan_object(const char *s, size_t n, bool loose, struct jscan_member *out, size_t max)
 {
     size_t end = 0;
-    int count = split_object(s, n, loose, out, max, &end);
+    int count = split_object(s, n, loose, 1, out, max, &end);
     return count >= 0 && skip_ws(s, end, n, loose) == n ? count : -1;
 }
 
 int jscan_object_at(const char *s, size_t n, struct jscan_member *out, size_t max, size_t *len)
 {
-    return split_object(s, n, false, out, max, len);
+    return split_object(s, n, false, 1, out, max, len);
 }
 
 /* The character the canonical escape \e stands for. */
