@@ -120,6 +120,15 @@ static bool absent_or(const struct jscan_member *m, enum jscan_type t)
     return !m || m->type == JSCAN_NULL || m->type == t;
 }
 
+bool envelope_members_valid(const struct jscan_member *m, size_t n)
+{
+    const struct jscan_member *route = jscan_find(m, n, "route");
+    return jscan_find(m, n, "payload") && route && route->type == JSCAN_OBJECT &&
+           absent_or(jscan_find(m, n, "id"), JSCAN_STRING) &&
+           absent_or(jscan_find(m, n, "parent_id"), JSCAN_STRING) &&
+           absent_or(jscan_find(m, n, "headers"), JSCAN_OBJECT);
+}
+
 /*
  * The canonical scan: 0 with env filled, or 1 when the text is not in
  * canonical form or anything about it is not plainly valid; then the
@@ -132,13 +141,10 @@ static int scan_envelope(const char *data, size_t len, int flags, struct envelop
     if (n < 0)
         return 1;
     s.top_count = (size_t)n;
+    if (!envelope_members_valid(s.top, s.top_count))
+        return 1;
     const struct jscan_member *route = jscan_find(s.top, s.top_count, "route");
     const struct jscan_member *id = jscan_find(s.top, s.top_count, "id");
-    if (!jscan_find(s.top, s.top_count, "payload") || !route || route->type != JSCAN_OBJECT ||
-        !absent_or(id, JSCAN_STRING) ||
-        !absent_or(jscan_find(s.top, s.top_count, "parent_id"), JSCAN_STRING) ||
-        !absent_or(jscan_find(s.top, s.top_count, "headers"), JSCAN_OBJECT))
-        return 1;
     s.route_index = (size_t)(route - s.top);
     n = jscan_object(route->value, route->value_len, false, s.route, ENVELOPE_ROUTE_MEMBERS);
     if (n < 0)

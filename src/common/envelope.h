@@ -69,6 +69,12 @@ int envelope_parse(const char *data, size_t len, int flags, struct envelope *env
 int envelope_from_json(json_t *root, int flags, struct envelope *env, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* True when the scanned members m[0..n) have what envelope_from_json asks of
+ * an envelope's top level: a payload, an object route, an id and parent_id
+ * that are strings (or null, or absent), headers an object (or null, or
+ * absent).  The route's own members are checked apart. */
+bool envelope_members_valid(const struct jscan_member *m, size_t n);
+
 /* True when env holds a valid envelope (parsed or scanned). */
 bool envelope_valid(const struct envelope *env);
 

@@ -51,11 +51,6 @@ static void remove_member(struct jscan_member *out, size_t *n, const char *name)
     }
 }
 
-static bool absent_or(const struct jscan_member *m, enum jscan_type t)
-{
-    return !m || m->type == JSCAN_NULL || m->type == t;
-}
-
 /*
  * Write {"k":v,...} from members; the one at index route (if any) is
  * written as the object {route members} with member cur's value replaced
@@ -71,7 +66,7 @@ static char *write_members(const struct jscan_member *m, size_t n, size_t route,
     if (route < n) {
         need += 2;
         for (size_t i = 0; i < rn; i++)
-            need += rn + rm[i].key_len + 1 + (i == cur ? strlen(cur_text) : rm[i].value_len);
+            need += rm[i].key_len + 2 + (i == cur ? strlen(cur_text) : rm[i].value_len);
     }
     struct textbuf b = {malloc(need + 1), 0, need + 1, false};
     if (!b.data)
@@ -224,9 +219,7 @@ static int one_result(const struct routing_names *names, const struct envelope *
     size_t route_at = 0;
     while (!jscan_key_is(&out[route_at], "route"))
         route_at++;
-    if (!absent_or(jscan_find(out, on, "id"), JSCAN_STRING) ||
-        !absent_or(jscan_find(out, on, "parent_id"), JSCAN_STRING) ||
-        !absent_or(jscan_find(out, on, "headers"), JSCAN_OBJECT)) {
+    if (!envelope_members_valid(out, on)) {
         textbuf_free(&ids);
         return 0;
     }
