@@ -10,7 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -108,15 +109,20 @@ bool broker_blocked(const struct broker *b)
     return broker_connected(b) && b->blocked;
 }
 
-bool broker_congested(const struct broker *b)
+bool broker_has_room(const struct broker *b, size_t bytes)
 {
     if (!broker_connected(b))
-        return false;
-    /* The kernel's own test of "a write would wait": POLLOUT clears once the
-     * free space falls below what is queued, long before the queue is full.
-     * It stays set while the broker keeps reading, whatever the load. */
-    struct pollfd p = {.fd = amqp_get_sockfd(b->conn), .events = POLLOUT};
-    return poll(&p, 1, 0) == 1 && !(p.revents & POLLOUT);
+        return true; /* the publish fails and says why */
+    int fd = amqp_get_sockfd(b->conn);
+    int queued = 0;
+    if (ioctl(fd, SIOCOUTQ, &queued) != 0 || queued <= 0)
+        return true;
+    int sndbuf = 0;
+    socklen_t len = sizeof sndbuf;
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) != 0 || sndbuf <= 0)
+        return true;
+    /* Frame headers of a publish: a few hundred bytes, counted generously. */
+    return (size_t)queued + bytes + 4096 <= (size_t)sndbuf / 2;
 }
 
 bool broker_consuming(const struct broker *b)

@@ -79,10 +79,17 @@ int broker_fd(const struct broker *b);
 /* True between connection.blocked and connection.unblocked. */
 bool broker_blocked(const struct broker *b);
 
-/* True while the socket is not writable: the broker is not reading what we
- * send (it may be blocking us before its connection.blocked has been read),
- * and rabbitmq-c's writes would wait for it inside the loop. */
-bool broker_congested(const struct broker *b);
+/*
+ * Can bytes more be written without waiting for the broker to read?
+ * rabbitmq-c's writes block, and a broker under a memory or disk alarm stops
+ * reading a publishing connection before its connection.blocked is read:
+ * whatever does not fit in the socket's send buffer would then hold the
+ * loop.  True while nothing of ours waits in the send queue (the broker keeps
+ * up), or while what waits plus bytes fits in half the send buffer (the
+ * other half is the kernel's own overhead).  A single write larger than
+ * that goes once the queue is empty.
+ */
+bool broker_has_room(const struct broker *b, size_t bytes);
 
 /* Start / stop consuming the own queue, without waiting for the broker's
  * reply (a refusal shows up in broker_poll).  Returns 0 or -1 (connection

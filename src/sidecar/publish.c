@@ -227,13 +227,34 @@ static void park(struct sidecar *sc, struct message *m)
 
 static bool must_park(struct sidecar *sc)
 {
-    if ((sc->pool.parked.head && !sc->resuming) || broker_blocked(sc->broker))
-        return true;
-    if (!broker_congested(sc->broker))
+    return (sc->pool.parked.head && !sc->resuming) || broker_blocked(sc->broker);
+}
+
+/* bytes more do not fit in the socket (broker_has_room): wait, and let the
+ * unpark timer look again. */
+static bool no_room(struct sidecar *sc, size_t bytes)
+{
+    if (broker_has_room(sc->broker, bytes))
         return false;
     if (!ev_is_active(&sc->unpark))
         ev_timer_start(sc->loop, &sc->unpark);
     return true;
+}
+
+/* Park m with its serialised items (out[], taken) as its plan, so that
+ * resuming sends exactly these bytes without serialising again. */
+static void park_prepared(struct sidecar *sc, struct message *m, struct route_plan *plan,
+                          struct outgoing *out)
+{
+    for (size_t i = 0; i < plan->count; i++) {
+        free(plan->items[i].text);
+        plan->items[i].text = out[i].text;
+        plan->items[i].text_len = out[i].len;
+        out[i].text = NULL;
+    }
+    m->parked_plan = *plan;
+    memset(plan, 0, sizeof *plan);
+    park(sc, m);
 }
 
 /* Publish plan for message m (any slot already released; plan is freed) and
@@ -272,12 +293,21 @@ void publish_plan(struct sidecar *sc, struct message *m, struct route_plan *plan
         return;
     }
     int rc = ready == BROKER_DEST_REFUSED ? 1 : plan_prepare(sc, plan, out, why, sizeof why);
+    size_t bytes = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        bytes += out[i].len;
+    if (rc == 0 && no_room(sc, bytes)) {
+        park_prepared(sc, m, plan, out);
+        rc = 2; /* parked */
+    }
     route_plan_free(plan);
     if (rc == 0)
         rc = publish_prepared(sc, m, out, n);
     outgoing_free(out, n);
     if (out != stack)
         free(out);
+    if (rc == 2)
+        return;
     if (rc == 1 && !error_plan) {
         sc->stats.failed[FAILED_ROUTING]++;
         publish_error(sc, m, "routing_error", "RoutingError", why);
@@ -330,7 +360,7 @@ void publish_requeue(struct sidecar *sc, struct message *m, long attempts, enum 
 {
     char err[256];
     uint64_t seq;
-    if (must_park(sc)) {
+    if (must_park(sc) || no_room(sc, m->len)) {
         m->parked_attempts = attempts;
         m->parked_why = (int)why;
         park(sc, m);
@@ -394,11 +424,6 @@ void publish_on_blocked(void *ctx, const char *reason)
 static void publish_resume(struct sidecar *sc)
 {
     while (sc->pool.parked.head && broker_connected(sc->broker) && !broker_blocked(sc->broker)) {
-        if (broker_congested(sc->broker)) {
-            if (!ev_is_active(&sc->unpark))
-                ev_timer_start(sc->loop, &sc->unpark);
-            return;
-        }
         struct message *m = msgpool_unpark(&sc->pool);
         sc->resuming = true;
         if (m->parked_plan.count > 0) {

@@ -43,7 +43,7 @@ void publish_on_returned(void *ctx, uint64_t seq, const char *routing_key);
 
 /* Broker events: connection.blocked parks every output (MSG_PARKED) until
  * connection.unblocked sends them in order; so does a send queue that backs
- * up (broker_congested), until it drains. */
+ * up (broker_has_room), until it drains. */
 void publish_on_blocked(void *ctx, const char *reason);
 void publish_on_unblocked(void *ctx);
 /* Broker event: a destination declare finished; parked messages go on. */

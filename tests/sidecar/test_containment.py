@@ -427,8 +427,11 @@ def test_sigterm_grace_expiry_leaves_exactly_one_live_copy(ctx):
 
 def test_memory_alarm_blocks_publishing_but_not_the_sidecar(ctx):
     """The broker raises a memory alarm (set_vm_memory_high_watermark absolute 1) and
-    blocks the sidecar's publishing connection (connection.blocked) while 1 MiB
-    results of a stream are waiting to be published.  While blocked: /healthz
+    blocks the sidecar's publishing connection (connection.blocked) while 2 MiB
+    results of a stream are waiting to be published.  Eight answers at once are
+    more than the ~4 MiB the socket buffers hold once the broker stops reading,
+    and the broker stops reading before its connection.blocked is read: a sidecar
+    that writes whatever it has would block inside the loop.  While blocked: /healthz
     answers (at most one of ten requests over 100 ms, none over 1 s), /readyz
     answers 503 with a reason mentioning "blocked", and a runtime that never answers
     still times out on time (ASYA_RUNTIME_TIMEOUT=1s: messages_failed_total
@@ -437,8 +440,9 @@ def test_memory_alarm_blocks_publishing_but_not_the_sidecar(ctx):
     exactly once and the hung one error-end as timeout_error; no reconnect."""
     port = free_port()
     rt = ctx.fake_runtime()
-    n = 30
-    stream = [ctx.envelope({"op": "big", "bytes": 1 << 20, "i": i}, id=f"{ctx.tag}-{i:02d}")
+    n = 24
+    size = 2 << 20
+    stream = [ctx.envelope({"op": "big", "bytes": size, "i": i}, id=f"{ctx.tag}-{i:02d}")
               for i in range(n)]
     hung = ctx.envelope({"op": "hang"}, id=f"{ctx.tag}-hung")
     # Published before the alarm: a publishing connection would be blocked too.
@@ -454,7 +458,7 @@ def test_memory_alarm_blocks_publishing_but_not_the_sidecar(ctx):
         # The sidecar connects, declares and consumes under the alarm (none of it
         # publishes); its first result publish gets the connection blocked while the
         # rest of the prefetched stream and the hung request are in its hands.
-        sc = ctx.sidecar(metrics_env(port, {"ASYA_CONCURRENCY": "4",
+        sc = ctx.sidecar(metrics_env(port, {"ASYA_CONCURRENCY": "8",
                                             "ASYA_RABBITMQ_PREFETCH": "16",
                                             "ASYA_RUNTIME_TIMEOUT": "1s"}))
         assert wait_for(lambda: hung["id"] in runtime_ids(rt), 10, 0.01), \
@@ -531,7 +535,7 @@ def test_memory_alarm_blocks_publishing_but_not_the_sidecar(ctx):
         problems.append(f"stream messages at error-end: {late[:4]}")
     assert not problems, "memory alarm:\n  " + "\n  ".join(problems)
     for m in got["happy"]:
-        assert m["payload"]["data"] == "X" * (1 << 20) and m["route"]["current"] == 1
+        assert m["payload"]["data"] == "X" * size and m["route"]["current"] == 1
     assert got["error"][0]["error"] == "timeout_error"
     assert wait_for(lambda: http_get(port, "/readyz", timeout=1.0)[0] == 200, 10), \
         "/readyz did not come back after the alarm cleared"
