@@ -23,7 +23,10 @@
 #      final event, the job Succeeded with the pipeline's result), `down -v`;
 #   8. always: removes whatever containers, networks and volumes are left,
 #      stops dockerd (and its containerd), deletes the temp dir, and removes
-#      the docker0 bridge and iptables chains when this script created them.
+#      the docker0 bridge and iptables chains when this script created them,
+#      and the compose networks' br-* bridges and the rules naming them (also
+#      at start, when an earlier killed run left them: with the gateway suite's
+#      fixed subnet they would make every container's connection time out).
 #
 # Environment: ASYA_LOG_LEVEL, ASYA_TEST_AMQP_PORT, ASYA_TEST_MGMT_PORT (see
 # the run-compose.sh scripts), ASYA_CI_DEMO_AMQP_PORT/ASYA_CI_DEMO_MGMT_PORT/
@@ -100,6 +103,33 @@ iptables_cleanup()
     [ -z "$IP_FORWARD" ] || echo "$IP_FORWARD" >/proc/sys/net/ipv4/ip_forward 2>/dev/null || true
 }
 
+compose_bridges_cleanup()
+{
+    # dockerd names a compose network's bridge br-<12 hex> and adds FORWARD and
+    # MASQUERADE rules naming it.  A run killed before its cleanup leaves them
+    # behind; the next engine then makes the same fixed subnet (the gateway
+    # suite's 172.29.79.0/24) on a new bridge while the old route still wins,
+    # and every container's connection times out.  With no engine of anyone
+    # else's running (no DOCKER chains at start), all of them are ours or stale.
+    local why=$1 t rule b
+    [ -z "$HAD_CHAINS" ] || return 0
+    for t in nat filter; do
+        command -v iptables >/dev/null || break
+        iptables -t "$t" -S 2>/dev/null | grep -E '^-A .*br-[0-9a-f]{12}' |
+            sed 's/^-A /-D /' | while read -r rule; do
+            say "$why: iptables -t $t $rule"
+            # shellcheck disable=SC2086
+            iptables -t "$t" $rule 2>/dev/null || true
+        done
+    done
+    for b in $(ip -o link show type bridge 2>/dev/null |
+        awk -F': ' '$2 ~ /^br-[0-9a-f]+(@|$)/ {sub(/@.*/, "", $2); print $2}'); do
+        say "$why: deleting bridge $b"
+        ip link delete "$b" 2>/dev/null || true
+    done
+}
+compose_bridges_cleanup "left by an earlier run"
+
 cleanup()
 {
     local rc=$? t0=$SECONDS left i
@@ -139,6 +169,7 @@ cleanup()
     done
     rm -rf "$DK"
     [ -n "$HAD_DOCKER0" ] || ip link delete docker0 2>/dev/null || true
+    compose_bridges_cleanup "cleanup"
     iptables_cleanup
     say "engine stopped and cleaned up in $((SECONDS - t0)) s"
     say "total $((SECONDS - t_all)) s, exit $rc"
