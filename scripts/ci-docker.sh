@@ -79,19 +79,30 @@ FORWARD_POLICY=$(iptables -S FORWARD 2>/dev/null | awk '$1 == "-P" {print $3}')
 IP_FORWARD=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || true)
 DOCKERD_PID=
 
-iptables_cleanup()
+iptables_delete_rules()
 {
-    # Remove the rules and chains dockerd added (only when there were none before).
-    local t rule c
-    [ -z "$HAD_CHAINS" ] || return 0
+    # Delete, in the nat and filter tables, every rule whose `iptables -S` line
+    # matches the ERE $1; with $2, log each one under that reason.
+    local pattern=$1 why=${2:-} t rule
     command -v iptables >/dev/null || return 0
     for t in nat filter; do
-        iptables -t "$t" -S 2>/dev/null |
-            grep -E '^-A (PREROUTING|INPUT|OUTPUT|FORWARD|POSTROUTING) .*(DOCKER|docker0)' |
+        iptables -t "$t" -S 2>/dev/null | grep -E "$pattern" |
             sed 's/^-A /-D /' | while read -r rule; do
+            [ -z "$why" ] || say "$why: iptables -t $t $rule"
             # shellcheck disable=SC2086
             iptables -t "$t" $rule 2>/dev/null || true
         done
+    done
+}
+
+iptables_cleanup()
+{
+    # Remove the rules and chains dockerd added (only when there were none before).
+    local t c
+    [ -z "$HAD_CHAINS" ] || return 0
+    command -v iptables >/dev/null || return 0
+    iptables_delete_rules '^-A (PREROUTING|INPUT|OUTPUT|FORWARD|POSTROUTING) .*(DOCKER|docker0)'
+    for t in nat filter; do
         for c in $(iptables -t "$t" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^DOCKER/ {print $2}'); do
             iptables -t "$t" -F "$c" 2>/dev/null || true
         done
@@ -111,19 +122,11 @@ compose_bridges_cleanup()
     # suite's 172.29.79.0/24) on a new bridge while the old route still wins,
     # and every container's connection times out.  With no engine of anyone
     # else's running (no DOCKER chains at start), all of them are ours or stale.
-    local why=$1 t rule b
+    local why=$1 b
     [ -z "$HAD_CHAINS" ] || return 0
-    for t in nat filter; do
-        command -v iptables >/dev/null || break
-        iptables -t "$t" -S 2>/dev/null | grep -E '^-A .*br-[0-9a-f]{12}' |
-            sed 's/^-A /-D /' | while read -r rule; do
-            say "$why: iptables -t $t $rule"
-            # shellcheck disable=SC2086
-            iptables -t "$t" $rule 2>/dev/null || true
-        done
-    done
+    iptables_delete_rules '^-A .*br-[0-9a-f]{12}' "$why"
     for b in $(ip -o link show type bridge 2>/dev/null |
-        awk -F': ' '$2 ~ /^br-[0-9a-f]+(@|$)/ {sub(/@.*/, "", $2); print $2}'); do
+        grep -oE '^[0-9]+: br-[0-9a-f]{12}[@:]' | sed -E 's/^[0-9]+: //; s/[@:]$//'); do
         say "$why: deleting bridge $b"
         ip link delete "$b" 2>/dev/null || true
     done
