@@ -86,7 +86,8 @@ iptables_delete_rules()
     local pattern=$1 why=${2:-} t rule
     command -v iptables >/dev/null || return 0
     for t in nat filter; do
-        iptables -t "$t" -S 2>/dev/null | grep -E "$pattern" |
+        # grep finding nothing is not a failure (the script runs under -e and pipefail).
+        iptables -t "$t" -S 2>/dev/null | { grep -E "$pattern" || true; } |
             sed 's/^-A /-D /' | while read -r rule; do
             [ -z "$why" ] || say "$why: iptables -t $t $rule"
             # shellcheck disable=SC2086
@@ -126,7 +127,7 @@ compose_bridges_cleanup()
     [ -z "$HAD_CHAINS" ] || return 0
     iptables_delete_rules '^-A .*br-[0-9a-f]{12}' "$why"
     for b in $(ip -o link show type bridge 2>/dev/null |
-        grep -oE '^[0-9]+: br-[0-9a-f]{12}[@:]' | sed -E 's/^[0-9]+: //; s/[@:]$//'); do
+        { grep -oE '^[0-9]+: br-[0-9a-f]{12}[@:]' || true; } | sed -E 's/^[0-9]+: //; s/[@:]$//'); do
         say "$why: deleting bridge $b"
         ip link delete "$b" 2>/dev/null || true
     done
